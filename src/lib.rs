@@ -1,0 +1,20 @@
+//! berth: a replicated metadata store for containers.
+//!
+//! It serves containerd's containers API (so containerd's own `ctr` works
+//! against it) and keeps the data in sled. Data flows top to bottom:
+//!
+//! - [`api`]: the gRPC edge (containerd's services), thin handlers;
+//! - [`node`]: orders writes (as [`store::command::Command`]s) and gates reads;
+//! - [`store`]: the state machine on sled, knowing nothing of gRPC or Raft.
+//!
+//! See ARCHITECTURE.md for a write and a read walked through the code.
+
+pub mod api;
+pub mod cli;
+pub mod error;
+pub mod events;
+pub mod fsutil;
+pub mod node;
+pub mod proto;
+pub mod server;
+pub mod store;

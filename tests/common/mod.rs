@@ -1,0 +1,175 @@
+//! Test harness: real `berth` processes on loopback, each in its own
+//! temporary data dir, killed by pid when the test ends (pass or fail).
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use berth::proto::containerd::services::containers::v1::containers_client::ContainersClient;
+use berth::proto::containerd::services::version::v1::version_client::VersionClient;
+use tonic::Request;
+use tonic::transport::{Channel, Endpoint};
+
+/// Upper bound for any single test.
+pub const TEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Runs a test body with a deadline, so a hang fails instead of blocking CI.
+pub async fn bounded<F: Future<Output = T>, T>(body: F) -> T {
+    tokio::time::timeout(TEST_TIMEOUT, body).await.expect("test exceeded its time bound")
+}
+
+/// A free TCP port on loopback (bound, then released for the node to take).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// One `berth serve` process.
+pub struct TestNode {
+    pub id: u64,
+    pub addr: String,
+    pub socket: PathBuf,
+    pub data_dir: PathBuf,
+    pub extra_args: Vec<String>,
+    child: Option<Child>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl TestNode {
+    /// Starts a single node in a fresh temporary directory and waits until it answers.
+    pub async fn start_single() -> TestNode {
+        let tmp = tempfile::Builder::new().prefix("berth-test").tempdir().unwrap();
+        let mut node = TestNode::new(1, tmp.path(), format!("127.0.0.1:{}", free_port()), vec![]);
+        node._tmp = Some(tmp);
+        node.spawn();
+        node.wait_ready().await;
+        node
+    }
+
+    /// A node description; `spawn` starts it.
+    pub fn new(id: u64, base: &Path, addr: String, extra_args: Vec<String>) -> TestNode {
+        let data_dir = base.join(format!("node{id}"));
+        TestNode { id, addr, socket: data_dir.join("berth.sock"), data_dir, extra_args, child: None, _tmp: None }
+    }
+
+    /// Starts the process (its output goes to `<data-dir>.log`).
+    pub fn spawn(&mut self) {
+        assert!(self.child.is_none(), "node {} already running", self.id);
+        std::fs::create_dir_all(&self.data_dir).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data_dir.with_extension("log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .arg("serve")
+            .arg("--node-id")
+            .arg(self.id.to_string())
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--listen")
+            .arg(&self.addr)
+            .args(&self.extra_args)
+            .env("BERTH_LOG", "info,berth=debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawning berth");
+        self.child = Some(child);
+    }
+
+    /// The node's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Whether the process is still alive.
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
+    /// Waits until the node answers a Version call over TCP.
+    pub async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            assert!(self.is_running(), "node {} exited; log:\n{}", self.id, self.log());
+            if let Ok(channel) = self.channel().await {
+                if VersionClient::new(channel).version(()).await.is_ok() {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "node {} not ready; log:\n{}", self.id, self.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILLs the node and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends a signal to the running node (e.g. SIGSTOP, SIGCONT, SIGTERM).
+    pub fn signal(&self, signal: i32) {
+        if let Some(pid) = self.pid() {
+            // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+            unsafe { libc::kill(pid as i32, signal) };
+        }
+    }
+
+    /// The node's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default()
+    }
+
+    /// A channel over TCP.
+    pub async fn channel(&self) -> Result<Channel, tonic::transport::Error> {
+        Endpoint::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect_timeout(Duration::from_secs(2))
+            .connect()
+            .await
+    }
+
+    /// A channel over the unix socket.
+    pub async fn unix_channel(&self) -> Channel {
+        Endpoint::from_shared(format!("unix://{}", self.socket.display())).unwrap().connect().await.unwrap()
+    }
+
+    /// A containers client over TCP.
+    pub async fn containers(&self) -> ContainersClient<Channel> {
+        containers_client(self.channel().await.unwrap())
+    }
+
+    /// A containers client over the unix socket.
+    pub async fn unix_containers(&self) -> ContainersClient<Channel> {
+        containers_client(self.unix_channel().await)
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        // Resume a paused process first so that it can die.
+        self.signal(libc::SIGCONT);
+        self.kill();
+    }
+}
+
+/// A request in a containerd namespace.
+pub fn in_ns<T>(namespace: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert("containerd-namespace", namespace.parse().unwrap());
+    request
+}
+
+/// A containers client whose own limits exceed the server's, so that the
+/// server's limits are what a test sees.
+pub fn containers_client(channel: Channel) -> ContainersClient<Channel> {
+    ContainersClient::new(channel).max_decoding_message_size(64 << 20).max_encoding_message_size(64 << 20)
+}
