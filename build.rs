@@ -12,6 +12,7 @@ const PROTOS: &[&str] = &[
     "proto/containerd/services/introspection/v1/introspection.proto",
     "proto/containerd/services/snapshots/v1/snapshots.proto",
     "proto/containerd/events/container.proto",
+    "proto/berth/raft/v1/raft.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -4,7 +4,9 @@
 //! against it) and keeps the data in sled. Data flows top to bottom:
 //!
 //! - [`api`]: the gRPC edge (containerd's services), thin handlers;
-//! - [`node`]: orders writes (as [`store::command::Command`]s) and gates reads;
+//! - [`node`]: orders writes (as [`store::command::Command`]s) through
+//!   [`raft`] and gates reads with read barriers;
+//! - [`raft`]: openraft glue; its log lives in [`wal`];
 //! - [`store`]: the state machine on sled, knowing nothing of gRPC or Raft.
 //!
 //! See ARCHITECTURE.md for a write and a read walked through the code.
@@ -14,7 +16,10 @@ pub mod cli;
 pub mod error;
 pub mod events;
 pub mod fsutil;
+pub mod health;
 pub mod node;
 pub mod proto;
+pub mod raft;
 pub mod server;
 pub mod store;
+pub mod wal;

@@ -41,5 +41,14 @@ pub mod containerd {
     }
 }
 
+/// berth's own packages.
+pub mod berth {
+    pub mod raft {
+        pub mod v1 {
+            tonic::include_proto!("berth.raft.v1");
+        }
+    }
+}
+
 /// Descriptor set of every proto above, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("berth_descriptor");

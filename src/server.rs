@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use futures::StreamExt;
@@ -13,8 +13,9 @@ use tonic::transport::Server;
 use tower::util::MapResponseLayer;
 
 use crate::api;
-use crate::node::Node;
-use crate::store::{Store, StoreOptions};
+use crate::health;
+use crate::node::{Bootstrap, Node, NodeConfig, RaftOptions};
+use crate::store::StoreOptions;
 
 /// Everything `berth serve` needs to run a node.
 #[derive(Clone, Debug)]
@@ -25,10 +26,18 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     /// TCP address for clients and peers.
     pub listen: String,
+    /// Address peers reach this node at.
+    pub advertise: String,
     /// Unix socket for containerd clients; `<data-dir>/berth.sock` if unset.
     pub socket: Option<PathBuf>,
     /// sled page-cache size.
     pub cache_bytes: u64,
+    /// What a fresh node does to form or join a cluster.
+    pub bootstrap: Bootstrap,
+    /// Raft timings.
+    pub raft: RaftOptions,
+    /// How long a write or linearizable read may take.
+    pub request_timeout: Duration,
 }
 
 impl ServeConfig {
@@ -42,15 +51,25 @@ impl ServeConfig {
 pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
-    let store = Store::open(&config.data_dir.join("state"), &StoreOptions { cache_bytes: config.cache_bytes })?;
+    let _lock = lock_data_dir(&config.data_dir)?;
     let uuid = load_or_create_uuid(&config.data_dir)?;
-    let node = Node::new(Arc::new(store));
-    let (routes, health) = api::routes(&node, &uuid);
-    health.set_service_status("", tonic_health::ServingStatus::Serving).await;
-
+    // Bind before starting Raft, so that a port conflict fails fast.
     let tcp = TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
+    let node = Node::start(NodeConfig {
+        id: config.node_id,
+        advertise: config.advertise.clone(),
+        data_dir: config.data_dir.clone(),
+        store: StoreOptions { cache_bytes: config.cache_bytes },
+        bootstrap: config.bootstrap.clone(),
+        raft: config.raft.clone(),
+        request_timeout: config.request_timeout,
+    })
+    .await?;
+    let (routes, health) = api::routes(&node, &uuid);
+    tokio::spawn(health::report(node.clone(), health));
+
     let tcp_addr: SocketAddr = tcp.local_addr()?;
     let socket_path = config.socket_path();
     let unix = bind_unix_socket(&socket_path).await?;
@@ -64,7 +83,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let builder = || {
         Server::builder()
             .tcp_nodelay(true)
-            .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .layer(MapResponseLayer::new(api::status::align_transport_status::<tonic::body::Body>))
     };
     let tcp_incoming = TcpListenerStream::new(tcp).map(|conn| {
@@ -86,8 +105,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     };
     let result = tokio::try_join!(serve_tcp, serve_unix, signal);
     let _ = std::fs::remove_file(&socket_path);
-    let store = node.store().clone();
-    tokio::task::spawn_blocking(move || store.flush_durably()).await??;
+    node.shutdown().await?;
     result.context("serving gRPC")?;
     Ok(())
 }
@@ -107,6 +125,25 @@ async fn bind_unix_socket(path: &Path) -> anyhow::Result<UnixListener> {
     UnixListener::bind(path).with_context(|| {
         format!("binding unix socket {} (paths are limited to 107 bytes)", path.display())
     })
+}
+
+/// Takes an exclusive lock on the data dir for the life of the process: two
+/// nodes on one data dir would corrupt each other's Raft log.
+fn lock_data_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
+    let path = data_dir.join("LOCK");
+    let file = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            bail!("data dir {} is in use by another berth process", data_dir.display())
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("locking {}", path.display())),
+    }
 }
 
 /// The server's UUID (shown by `ctr version`), created once per data dir.

@@ -1,5 +1,5 @@
-//! The gRPC edge: containerd's services (and, later, berth's own) on one
-//! router, served on TCP and on a unix socket.
+//! The gRPC edge: containerd's services and berth's own (the peer service)
+//! on one router, served on TCP and on a unix socket.
 //!
 //! Handlers are thin: they read the request's namespace and consistency,
 //! validate input, build a `Command` for writes or pass a read barrier for
@@ -11,6 +11,7 @@ pub mod events;
 pub mod info;
 pub mod leases;
 pub mod listing;
+pub mod peer;
 pub mod request;
 pub mod status;
 
@@ -18,6 +19,8 @@ use tonic::service::Routes;
 use tonic_health::server::HealthReporter;
 
 use crate::node::Node;
+use crate::proto::berth::raft::v1::raft_server::RaftServer;
+use crate::raft::network::MAX_PEER_MESSAGE_BYTES;
 use crate::proto::containerd::services::containers::v1::containers_server::ContainersServer;
 use crate::proto::containerd::services::events::v1::events_server::EventsServer;
 use crate::proto::containerd::services::introspection::v1::introspection_server::IntrospectionServer;
@@ -46,6 +49,11 @@ pub fn routes(node: &Node, uuid: &str) -> (Routes, HealthReporter) {
         .add_service(limited!(VersionServer, info.clone()))
         .add_service(limited!(IntrospectionServer, info.clone()))
         .add_service(limited!(SnapshotsServer, info))
-        .add_service(health_service);
+        .add_service(health_service)
+        .add_service(
+            RaftServer::new(peer::PeerService::new(node.clone()))
+                .max_decoding_message_size(MAX_PEER_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_PEER_MESSAGE_BYTES),
+        );
     (routes, health_reporter)
 }

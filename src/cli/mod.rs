@@ -10,6 +10,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::node::bootstrap::parse_members;
+use crate::node::{Bootstrap, RaftOptions};
 use crate::server::ServeConfig;
 
 /// berth: a replicated metadata store for containers, speaking containerd's
@@ -83,27 +85,67 @@ pub struct ServeArgs {
     /// Unix socket for containerd clients [default: <data-dir>/berth.sock].
     #[arg(long, env = "BERTH_SOCKET")]
     pub socket: Option<PathBuf>,
+    /// Address other nodes reach this one at [default: the --listen address].
+    #[arg(long, env = "BERTH_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Members of a new cluster, `ID=HOST:PORT,…`; start every member with
+    /// the same list. Ignored once the node has data.
+    #[arg(long, env = "BERTH_INITIAL_CLUSTER", conflicts_with = "join")]
+    pub initial_cluster: Option<String>,
+    /// Start empty and wait to be added with `berth cluster add-node`.
+    #[arg(long, env = "BERTH_JOIN")]
+    pub join: bool,
     /// sled page-cache size in MiB.
     #[arg(long, env = "BERTH_CACHE_MB", default_value_t = 64)]
     pub cache_mb: u64,
+    /// Raft heartbeat interval in milliseconds.
+    #[arg(long, env = "BERTH_HEARTBEAT_MS", default_value_t = 100)]
+    pub heartbeat_ms: u64,
+    /// Minimum election timeout in milliseconds (the maximum is twice it).
+    #[arg(long, env = "BERTH_ELECTION_TIMEOUT_MS", default_value_t = 1000)]
+    pub election_timeout_ms: u64,
+    /// Log entries between snapshots.
+    #[arg(long, env = "BERTH_SNAPSHOT_THRESHOLD", default_value_t = 10_000)]
+    pub snapshot_threshold: u64,
+    /// Seconds a write or a linearizable read may take before it fails.
+    #[arg(long, env = "BERTH_REQUEST_TIMEOUT", default_value_t = 10.0)]
+    pub request_timeout: f64,
 }
 
-impl From<ServeArgs> for ServeConfig {
-    fn from(args: ServeArgs) -> Self {
-        ServeConfig {
-            node_id: args.node_id,
-            data_dir: args.data_dir,
-            listen: args.listen,
-            socket: args.socket,
-            cache_bytes: args.cache_mb * 1024 * 1024,
+impl ServeArgs {
+    /// The server configuration these flags describe.
+    pub fn into_config(self) -> anyhow::Result<ServeConfig> {
+        let bootstrap = match (&self.initial_cluster, self.join) {
+            (Some(list), _) => Bootstrap::InitialCluster(parse_members(list)?),
+            (None, true) => Bootstrap::Join,
+            (None, false) => Bootstrap::SingleNode,
+        };
+        if self.node_id == 0 {
+            anyhow::bail!("--node-id must be a positive integer");
         }
+        Ok(ServeConfig {
+            node_id: self.node_id,
+            advertise: self.advertise.unwrap_or_else(|| self.listen.clone()),
+            data_dir: self.data_dir,
+            listen: self.listen,
+            socket: self.socket,
+            cache_bytes: self.cache_mb * 1024 * 1024,
+            bootstrap,
+            raft: RaftOptions {
+                heartbeat_ms: self.heartbeat_ms,
+                election_timeout_ms: self.election_timeout_ms,
+                snapshot_threshold: self.snapshot_threshold,
+                ..RaftOptions::default()
+            },
+            request_timeout: std::time::Duration::from_secs_f64(self.request_timeout.max(0.01)),
+        })
     }
 }
 
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => crate::server::run(args.into()).await,
+        Command::Serve(args) => crate::server::run(args.into_config()?).await,
         Command::Containers(command) => containers::run(&cli.global, command).await,
     }
 }

@@ -1,17 +1,41 @@
-//! The node: where the API's writes are ordered and applied, and where reads
-//! wait until they may see the latest state.
+//! The node: one member of a berth cluster. It owns the Raft instance, the
+//! store and the event bus, and gives the API layer exactly two operations:
 //!
-//! The API layer talks only to `Node::write` and `Node::read_barrier`, so the
-//! way writes are ordered can change under it without touching it.
+//! - [`Node::write`]: order a `Command` through the Raft log and return its
+//!   outcome once a quorum has it durably and it is applied. On a follower
+//!   the command is forwarded to the leader; the client never sees "not
+//!   leader".
+//! - [`Node::read_barrier`]: wait until a read may run against the local
+//!   store. Linearizable (default): ReadIndex from the leader (a quorum
+//!   heartbeat round, shared by concurrent reads), then wait until this
+//!   node has applied up to it. Serializable: no wait.
 
+pub mod bootstrap;
+pub mod leader;
+pub mod reads;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::sync::Mutex;
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::{BasicNode, ServerState};
+use tokio::time::Instant;
+
+pub use bootstrap::Bootstrap;
+use leader::LeaderReply;
 
 use crate::error::{Error, Result};
-use crate::events::{Event, EventBus};
-use crate::store::Store;
-use crate::store::command::{Applied, Command};
+use crate::events::EventBus;
+use crate::raft::log_store::LogStore;
+use crate::raft::network::{NetworkFactory, PeerError, PeerRpc, Peers};
+use crate::raft::state_machine::StateMachine;
+use crate::raft::{NodeId, Raft, Response};
+use crate::store::command::{Applied, Command, Outcome};
+use crate::store::{Store, StoreOptions};
+use crate::wal::{Wal, WalOptions};
+use reads::ReadRounds;
 
 /// How fresh a read must be.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -23,6 +47,60 @@ pub enum Consistency {
     Serializable,
 }
 
+/// Raft timings and policies, with documented defaults.
+#[derive(Clone, Debug)]
+pub struct RaftOptions {
+    /// Leader heartbeat period; also the time a read-index round may take.
+    pub heartbeat_ms: u64,
+    /// Election timeout (a random value in `[min, 2*min)` per election).
+    pub election_timeout_ms: u64,
+    /// Log entries since the last snapshot that trigger a new one.
+    pub snapshot_threshold: u64,
+    /// Timeout for sending one snapshot chunk to a peer.
+    pub snapshot_chunk_timeout_ms: u64,
+}
+
+impl Default for RaftOptions {
+    fn default() -> Self {
+        RaftOptions { heartbeat_ms: 100, election_timeout_ms: 1000, snapshot_threshold: 10_000, snapshot_chunk_timeout_ms: 10_000 }
+    }
+}
+
+impl RaftOptions {
+    fn openraft_config(&self) -> Result<openraft::Config> {
+        let config = openraft::Config {
+            cluster_name: "berth".into(),
+            heartbeat_interval: self.heartbeat_ms,
+            election_timeout_min: self.election_timeout_ms,
+            election_timeout_max: self.election_timeout_ms * 2,
+            install_snapshot_timeout: self.snapshot_chunk_timeout_ms,
+            snapshot_max_chunk_size: 4 * 1024 * 1024,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_threshold),
+            max_in_snapshot_log_to_keep: (self.snapshot_threshold / 2).min(1000),
+            // A lagging follower is sent a snapshot rather than a long log;
+            // this must stay above the snapshot threshold.
+            replication_lag_threshold: self.snapshot_threshold * 2,
+            purge_batch_size: 256,
+            ..Default::default()
+        };
+        config.validate().map_err(|e| Error::InvalidArgument(format!("raft options: {e}")))
+    }
+}
+
+/// Everything needed to start a node.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub id: NodeId,
+    /// The address peers and clients reach this node at.
+    pub advertise: String,
+    pub data_dir: PathBuf,
+    pub store: StoreOptions,
+    pub bootstrap: Bootstrap,
+    pub raft: RaftOptions,
+    /// How long a write or a read barrier may take before it fails.
+    pub request_timeout: Duration,
+}
+
 /// A running node.
 #[derive(Clone)]
 pub struct Node {
@@ -30,47 +108,212 @@ pub struct Node {
 }
 
 struct Inner {
+    id: NodeId,
+    raft: Raft,
     store: Arc<Store>,
     events: EventBus,
-    /// Serialises applies: commands take effect one batch at a time, in the
-    /// order they acquire it.
-    apply_lock: Mutex<()>,
+    peers: Peers,
+    wal: Arc<Wal>,
+    /// Reads of any kind on this node: one round per batch.
+    reads: Arc<ReadRounds>,
+    /// Read-index rounds this node runs as leader (for itself and for
+    /// followers that ask over the peer service).
+    leader_reads: Arc<ReadRounds>,
+    request_timeout: Duration,
+    heartbeat: Duration,
 }
 
 impl Node {
-    /// A node over `store`.
-    pub fn new(store: Arc<Store>) -> Node {
-        Node {
-            inner: Arc::new(Inner { store, events: EventBus::default(), apply_lock: Mutex::new(()) }),
+    /// Opens the node's storage, starts Raft and bootstraps the cluster if
+    /// this is a fresh node that should.
+    pub async fn start(config: NodeConfig) -> Result<Node> {
+        let store = Arc::new(Store::open(&config.data_dir.join("state"), &config.store)?);
+        let events = EventBus::default();
+        let state_machine = StateMachine::open(store.clone(), config.data_dir.join("snapshots"), events.clone())?;
+        let wal = Arc::new(
+            Wal::open(config.data_dir.join("wal"), WalOptions::default())
+                .map_err(|e| Error::Internal(format!("opening the raft log: {e}")))?,
+        );
+        let peers = Peers::new(config.id);
+        let raft = Raft::new(
+            config.id,
+            Arc::new(config.raft.openraft_config()?),
+            NetworkFactory::new(peers.clone()),
+            LogStore::new(wal.clone()),
+            state_machine,
+        )
+        .await
+        .map_err(|e| Error::Internal(format!("starting raft: {e}")))?;
+        bootstrap::maybe_initialize(&raft, config.id, &config.advertise, &config.bootstrap).await?;
+
+        let heartbeat = Duration::from_millis(config.raft.heartbeat_ms);
+        let leader_reads = {
+            let raft = raft.clone();
+            ReadRounds::new(move || {
+                let raft = raft.clone();
+                Box::pin(async move { leader_read_index(&raft).await })
+            })
+        };
+        let reads = {
+            let (raft, peers, leader_reads) = (raft.clone(), peers.clone(), leader_reads.clone());
+            let timeout = config.request_timeout;
+            ReadRounds::new(move || {
+                let (raft, peers, leader_reads) = (raft.clone(), peers.clone(), leader_reads.clone());
+                Box::pin(async move { any_read_index(&raft, &peers, &leader_reads, timeout).await })
+            })
+        };
+        Ok(Node {
+            inner: Arc::new(Inner {
+                id: config.id,
+                raft,
+                store,
+                events,
+                peers,
+                wal,
+                reads,
+                leader_reads,
+                request_timeout: config.request_timeout,
+                heartbeat,
+            }),
+        })
+    }
+
+    /// Orders a write through the log and returns its outcome. Within the
+    /// request timeout it follows leadership changes; past it, the write is
+    /// reported as timed out: it may or may not have been applied.
+    #[tracing::instrument(level = "debug", skip_all, fields(node = self.inner.id, namespace = command.namespace()))]
+    pub async fn write(&self, command: Command) -> Result<Applied> {
+        let timeout = self.inner.request_timeout;
+        match tokio::time::timeout(timeout, self.route_write(command)).await {
+            Ok(outcome) => outcome?,
+            Err(_) => Err(Error::DeadlineExceeded(format!(
+                "write not confirmed within {timeout:?}; it may or may not have been applied"
+            ))),
         }
     }
 
-    /// Orders and applies a write, returning its outcome once it is durable.
-    #[tracing::instrument(level = "debug", skip_all, fields(namespace = command.namespace()))]
-    pub async fn write(&self, command: Command) -> Result<Applied> {
-        let _ordered = self.inner.apply_lock.lock().await;
-        let store = self.inner.store.clone();
-        let command = Arc::new(command);
-        let applying = command.clone();
-        let mut outcomes = tokio::task::spawn_blocking(move || {
-            let outcomes = store.apply(&[&applying], &[])?;
-            store.flush_durably()?;
-            Ok::<_, Error>(outcomes)
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("apply task: {e}")))??;
-        let outcome = outcomes.pop().ok_or_else(|| Error::Internal("apply returned no outcome".into()))?;
-        if let Ok(applied) = &outcome {
-            if let Some(event) = Event::of(&command, applied) {
-                self.inner.events.publish(event);
+    async fn route_write(&self, command: Command) -> Result<Outcome> {
+        loop {
+            match self.inner.raft.client_write(command.clone()).await {
+                Ok(written) => return response_outcome(written.data),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
+                    // Not appended here: trying elsewhere cannot duplicate it.
+                    let leader = forward.leader_id.filter(|l| *l != self.inner.id);
+                    let Some(leader) = leader else {
+                        self.wait_for_leader_change(None).await;
+                        continue;
+                    };
+                    match self.forward_write(leader, &command).await {
+                        Ok(Some(outcome)) => return Ok(outcome),
+                        Ok(None) => self.wait_for_leader_change(Some(leader)).await,
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(RaftError::APIError(other)) => return Err(Error::Internal(format!("raft refused a write: {other}"))),
+                Err(RaftError::Fatal(fatal)) => return Err(Error::Unavailable(format!("raft is not running: {fatal}"))),
             }
         }
-        outcome
+    }
+
+    /// Sends a write to the leader. `Ok(None)`: it was not delivered, or the
+    /// leader says it no longer leads, so it was not applied and may be
+    /// retried.
+    async fn forward_write(&self, leader: NodeId, command: &Command) -> Result<Option<Outcome>> {
+        let Some(addr) = self.node_addr(leader) else {
+            return Ok(None);
+        };
+        let reply: Result<LeaderReply<Outcome>, PeerError> = self
+            .inner
+            .peers
+            .call(leader, &addr, PeerRpc::ForwardWrite, command, self.inner.request_timeout)
+            .await;
+        match reply {
+            Ok(LeaderReply::Done(outcome)) => Ok(Some(outcome)),
+            Ok(LeaderReply::NotLeader) => Ok(None),
+            Ok(LeaderReply::Failed(e)) => Err(e),
+            Err(PeerError::NotSent { .. }) => Ok(None),
+            Err(e) => Err(Error::Unavailable(format!(
+                "lost contact with the leader while it handled the write; it may or may not have been applied: {e}"
+            ))),
+        }
+    }
+
+    /// The leader-side half of a forwarded write: propose it here, never
+    /// forward again (a forwarding loop between two nodes that each think the
+    /// other leads would never end).
+    pub async fn write_as_leader(&self, command: Command) -> LeaderReply<Outcome> {
+        match self.inner.raft.client_write(command).await {
+            Ok(written) => match response_outcome(written.data) {
+                Ok(outcome) => LeaderReply::Done(outcome),
+                Err(e) => LeaderReply::Failed(e),
+            },
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => LeaderReply::NotLeader,
+            Err(e) => LeaderReply::Failed(Error::Unavailable(format!("raft refused a forwarded write: {e}"))),
+        }
     }
 
     /// Waits until a read at `consistency` may run against the local store.
-    pub async fn read_barrier(&self, _consistency: Consistency) -> Result<()> {
+    #[tracing::instrument(level = "debug", skip_all, fields(node = self.inner.id))]
+    pub async fn read_barrier(&self, consistency: Consistency) -> Result<()> {
+        if consistency == Consistency::Serializable {
+            return Ok(());
+        }
+        let timeout = self.inner.request_timeout;
+        let deadline = Instant::now() + timeout;
+        let index = tokio::time::timeout_at(deadline, self.inner.reads.read_index())
+            .await
+            .map_err(|_| Error::Unavailable(format!("no read index from the leader within {timeout:?}")))??;
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        self.inner
+            .raft
+            .wait(Some(remaining))
+            .applied_index_at_least(Some(index), "linearizable read")
+            .await
+            .map_err(|e| Error::Unavailable(format!("this node did not apply up to the read index {index}: {e}")))?;
         Ok(())
+    }
+
+    /// The leader-side half of a follower's read: a read index from a
+    /// quorum round on this node, or `NotLeader`.
+    pub async fn read_index_as_leader(&self) -> LeaderReply<u64> {
+        match self.inner.leader_reads.read_index().await {
+            Ok(index) => LeaderReply::Done(index),
+            Err(Error::FailedPrecondition(_)) => LeaderReply::NotLeader,
+            Err(e) => LeaderReply::Failed(e),
+        }
+    }
+
+    /// Waits (up to about an election timeout) for the known leader to be
+    /// different from `current`.
+    async fn wait_for_leader_change(&self, current: Option<NodeId>) {
+        let mut metrics = self.inner.raft.metrics();
+        let wait = async {
+            loop {
+                let leader = metrics.borrow().current_leader;
+                if leader.is_some() && leader != current {
+                    return;
+                }
+                if metrics.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(self.inner.heartbeat * 5, wait).await;
+    }
+
+    /// The address of a member, from the current membership.
+    pub fn node_addr(&self, id: NodeId) -> Option<String> {
+        member_addr(&self.inner.raft, id)
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.inner.id
+    }
+
+    /// The Raft handle (for the peer service and administration).
+    pub fn raft(&self) -> &Raft {
+        &self.inner.raft
     }
 
     /// The local store, for reads after a barrier.
@@ -82,4 +325,89 @@ impl Node {
     pub fn events(&self) -> &EventBus {
         &self.inner.events
     }
+
+    /// The node's Raft log.
+    pub fn wal(&self) -> &Arc<Wal> {
+        &self.inner.wal
+    }
+
+    /// Members and their addresses, as this node knows them.
+    pub fn members(&self) -> BTreeMap<NodeId, BasicNode> {
+        let metrics = self.inner.raft.metrics();
+        let membership = metrics.borrow().membership_config.clone();
+        membership.membership().nodes().map(|(id, node)| (*id, node.clone())).collect()
+    }
+
+    /// Stops Raft and makes the store durable.
+    pub async fn shutdown(&self) -> Result<()> {
+        if let Err(e) = self.inner.raft.shutdown().await {
+            tracing::warn!("raft shutdown: {e}");
+        }
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || store.flush_durably())
+            .await
+            .map_err(|e| Error::Internal(format!("flush task: {e}")))?
+    }
+}
+
+/// A member's address from the Raft membership.
+fn member_addr(raft: &Raft, id: NodeId) -> Option<String> {
+    let metrics = raft.metrics();
+    let membership = metrics.borrow().membership_config.clone();
+    membership.membership().get_node(&id).map(|n| n.addr.clone())
+}
+
+/// The outcome inside a log entry's response.
+fn response_outcome(response: Response) -> Result<Outcome> {
+    match response {
+        Response::Applied(outcome) => Ok(outcome),
+        Response::Nothing => Err(Error::Internal("a command's entry produced no outcome".into())),
+    }
+}
+
+/// A read index confirmed by this node as leader. `FailedPrecondition`
+/// means it is not the leader.
+async fn leader_read_index(raft: &Raft) -> Result<u64> {
+    match raft.get_read_log_id().await {
+        Ok((read_log_id, _applied)) => Ok(read_log_id.map(|id| id.index).unwrap_or(0)),
+        Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => {
+            Err(Error::FailedPrecondition("not the leader".into()))
+        }
+        Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => {
+            Err(Error::Unavailable(format!("the leader cannot confirm its leadership with a quorum: {e}")))
+        }
+        Err(RaftError::Fatal(fatal)) => Err(Error::Unavailable(format!("raft is not running: {fatal}"))),
+    }
+}
+
+/// A read index for any node: from its own leadership, or asked of the
+/// leader over the peer service.
+async fn any_read_index(raft: &Raft, peers: &Peers, leader_reads: &Arc<ReadRounds>, timeout: Duration) -> Result<u64> {
+    let (state, leader) = {
+        let metrics = raft.metrics();
+        let m = metrics.borrow();
+        (m.state, m.current_leader)
+    };
+    if state == ServerState::Leader {
+        match leader_reads.read_index().await {
+            Err(Error::FailedPrecondition(_)) => {}
+            other => return other,
+        }
+    }
+    let Some(leader) = leader.filter(|l| *l != raft_id(raft)) else {
+        return Err(Error::Unavailable("no leader is known; cannot serve a linearizable read".into()));
+    };
+    let Some(addr) = member_addr(raft, leader) else {
+        return Err(Error::Unavailable(format!("the leader (node {leader}) has no known address")));
+    };
+    match peers.call(leader, &addr, PeerRpc::ReadIndex, &(), timeout).await {
+        Ok(LeaderReply::Done(index)) => Ok(index),
+        Ok(LeaderReply::NotLeader) => Err(Error::Unavailable(format!("node {leader} is no longer the leader"))),
+        Ok(LeaderReply::Failed(e)) => Err(e),
+        Err(e) => Err(Error::Unavailable(format!("cannot get a read index from the leader: {e}"))),
+    }
+}
+
+fn raft_id(raft: &Raft) -> NodeId {
+    raft.metrics().borrow().id
 }

@@ -14,6 +14,7 @@
 pub mod command;
 pub mod containers;
 pub mod filter;
+pub mod image;
 pub mod leases;
 pub mod model;
 pub mod schema;

@@ -38,6 +38,10 @@ pub const META_TREE: &str = "sm_meta";
 /// `sm_meta` key of the store format version.
 pub const FORMAT_KEY: &[u8] = b"format";
 
+/// `sm_meta` key present while a restore (snapshot install) is under way;
+/// its value names the restore's source.
+pub const RESTORING_KEY: &[u8] = b"restoring";
+
 /// The current record and layout format.
 pub const FORMAT_VERSION: u8 = 1;
 

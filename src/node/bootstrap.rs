@@ -1,0 +1,94 @@
+//! How a fresh node joins or forms a cluster.
+
+use std::collections::BTreeMap;
+
+use openraft::BasicNode;
+use openraft::error::{InitializeError, RaftError};
+
+use crate::error::{Error, Result};
+use crate::raft::{NodeId, Raft};
+
+/// What a node with an empty data dir does at start. A node with data
+/// ignores this: its persisted membership wins.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Bootstrap {
+    /// Form a one-member cluster of itself (the default).
+    SingleNode,
+    /// Form a cluster of these members; every member is started with the
+    /// same list, and the cluster elects once a majority is up.
+    InitialCluster(BTreeMap<NodeId, String>),
+    /// Wait to be added by an administrator.
+    Join,
+}
+
+/// Initializes Raft membership on a pristine node, per `bootstrap`.
+pub(super) async fn maybe_initialize(raft: &Raft, id: NodeId, advertise: &str, bootstrap: &Bootstrap) -> Result<()> {
+    let initialized = raft.is_initialized().await.map_err(|e| Error::Internal(format!("raft: {e}")))?;
+    if initialized {
+        tracing::info!("existing cluster state found; start-up membership flags are ignored");
+        return Ok(());
+    }
+    let members: BTreeMap<NodeId, BasicNode> = match bootstrap {
+        Bootstrap::Join => {
+            tracing::info!("waiting to be added to a cluster");
+            return Ok(());
+        }
+        Bootstrap::SingleNode => BTreeMap::from([(id, BasicNode::new(advertise))]),
+        Bootstrap::InitialCluster(members) => {
+            if !members.contains_key(&id) {
+                return Err(Error::InvalidArgument(format!(
+                    "--initial-cluster does not list this node's id {id}"
+                )));
+            }
+            members.iter().map(|(id, addr)| (*id, BasicNode::new(addr))).collect()
+        }
+    };
+    tracing::info!(?members, "initializing a new cluster");
+    match raft.initialize(members).await {
+        Ok(()) => Ok(()),
+        Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+        Err(e) => Err(Error::Internal(format!("initializing the cluster: {e}"))),
+    }
+}
+
+/// Parses `1=host:port,2=host:port,…`.
+pub fn parse_members(list: &str) -> Result<BTreeMap<NodeId, String>> {
+    let mut members = BTreeMap::new();
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (id, addr) = item
+            .split_once('=')
+            .ok_or_else(|| Error::InvalidArgument(format!("member {item:?} is not ID=HOST:PORT")))?;
+        let id: NodeId = id
+            .trim()
+            .parse()
+            .ok()
+            .filter(|id| *id > 0)
+            .ok_or_else(|| Error::InvalidArgument(format!("member id {id:?} is not a positive integer")))?;
+        let addr = addr.trim();
+        if addr.rsplit_once(':').is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err()) {
+            return Err(Error::InvalidArgument(format!("member address {addr:?} is not HOST:PORT")));
+        }
+        if members.insert(id, addr.to_string()).is_some() {
+            return Err(Error::InvalidArgument(format!("member id {id} appears twice")));
+        }
+    }
+    if members.is_empty() {
+        return Err(Error::InvalidArgument("the member list is empty".into()));
+    }
+    Ok(members)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn member_lists() {
+        let parsed = parse_members("1=127.0.0.1:7071, 2=node-2:7070,3=[::1]:7073").unwrap();
+        assert_eq!(parsed.len(), 3);
+        assert_eq!(parsed[&2], "node-2:7070");
+        for bad in ["", "1", "x=a:1", "0=a:1", "1=a", "1=:1", "1=a:99999", "1=a:1,1=b:2"] {
+            assert!(parse_members(bad).is_err(), "{bad:?}");
+        }
+    }
+}
