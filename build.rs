@@ -13,6 +13,7 @@ const PROTOS: &[&str] = &[
     "proto/containerd/services/snapshots/v1/snapshots.proto",
     "proto/containerd/events/container.proto",
     "proto/berth/raft/v1/raft.proto",
+    "proto/berth/cluster/v1/cluster.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

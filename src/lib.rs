@@ -11,6 +11,7 @@
 //!
 //! See ARCHITECTURE.md for a write and a read walked through the code.
 
+pub mod admin;
 pub mod api;
 pub mod cli;
 pub mod error;

@@ -48,6 +48,11 @@ pub mod berth {
             tonic::include_proto!("berth.raft.v1");
         }
     }
+    pub mod cluster {
+        pub mod v1 {
+            tonic::include_proto!("berth.cluster.v1");
+        }
+    }
 }
 
 /// Descriptor set of every proto above, for gRPC reflection.

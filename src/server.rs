@@ -12,7 +12,7 @@ use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tonic::transport::Server;
 use tower::util::MapResponseLayer;
 
-use crate::api;
+use crate::{admin, api};
 use crate::health;
 use crate::node::{Bootstrap, Node, NodeConfig, RaftOptions};
 use crate::store::StoreOptions;
@@ -69,6 +69,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     .await?;
     let (routes, health) = api::routes(&node, &uuid);
     tokio::spawn(health::report(node.clone(), health));
+    tokio::spawn(admin::ensure_cluster_id(node.clone()));
 
     let tcp_addr: SocketAddr = tcp.local_addr()?;
     let socket_path = config.socket_path();

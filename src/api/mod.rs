@@ -5,6 +5,7 @@
 //! validate input, build a `Command` for writes or pass a read barrier for
 //! reads, and convert errors to `tonic::Status` (in `status`, only there).
 
+pub mod cluster;
 pub mod containers;
 pub mod convert;
 pub mod events;
@@ -19,6 +20,7 @@ use tonic::service::Routes;
 use tonic_health::server::HealthReporter;
 
 use crate::node::Node;
+use crate::proto::berth::cluster::v1::cluster_server::ClusterServer;
 use crate::proto::berth::raft::v1::raft_server::RaftServer;
 use crate::raft::network::MAX_PEER_MESSAGE_BYTES;
 use crate::proto::containerd::services::containers::v1::containers_server::ContainersServer;
@@ -49,6 +51,7 @@ pub fn routes(node: &Node, uuid: &str) -> (Routes, HealthReporter) {
         .add_service(limited!(VersionServer, info.clone()))
         .add_service(limited!(IntrospectionServer, info.clone()))
         .add_service(limited!(SnapshotsServer, info))
+        .add_service(limited!(ClusterServer, cluster::ClusterService::new(node.clone())))
         .add_service(health_service)
         .add_service(
             RaftServer::new(peer::PeerService::new(node.clone()))

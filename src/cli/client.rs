@@ -12,6 +12,7 @@ use tonic::{Request, Status};
 use crate::api::request::{CONSISTENCY_HEADER, NAMESPACE_HEADER};
 use crate::api::status::MAX_MESSAGE_BYTES;
 use crate::cli::{ConsistencyArg, GlobalArgs};
+use crate::proto::berth::cluster::v1::cluster_client::ClusterClient;
 use crate::proto::containerd::services::containers::v1::containers_client::ContainersClient;
 
 /// How long to wait for one endpoint to accept a connection.
@@ -57,6 +58,13 @@ impl Client {
             metadata.insert(CONSISTENCY_HEADER, MetadataValue::from_static("serializable"));
         }
         request
+    }
+
+    /// The administration service.
+    pub fn cluster(&self) -> ClusterClient<Channel> {
+        ClusterClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
 
     /// The containers service.

@@ -3,8 +3,10 @@
 //! environment variables.
 
 pub mod client;
+pub mod cluster;
 pub mod containers;
 pub mod output;
+pub mod snapshot;
 
 use std::path::PathBuf;
 
@@ -68,6 +70,12 @@ pub enum Command {
     /// Create, inspect, change and delete containers.
     #[command(subcommand, visible_alias = "c")]
     Containers(containers::ContainersCommand),
+    /// See and change the cluster: status, health, add-node, remove-node.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
+    /// Back up (save) and restore the whole store.
+    #[command(subcommand)]
+    Snapshot(snapshot::SnapshotCommand),
 }
 
 /// `berth serve`.
@@ -147,5 +155,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => crate::server::run(args.into_config()?).await,
         Command::Containers(command) => containers::run(&cli.global, command).await,
+        Command::Cluster(command) => cluster::run(&cli.global, command).await,
+        Command::Snapshot(command) => snapshot::run(&cli.global, command).await,
     }
 }

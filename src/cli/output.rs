@@ -108,3 +108,73 @@ pub fn timestamp(t: Option<&prost_types::Timestamp>) -> String {
     let time = std::time::UNIX_EPOCH + std::time::Duration::new(seconds, t.nanos.clamp(0, 999_999_999) as u32);
     humantime::format_rfc3339_nanos(time).to_string()
 }
+
+/// Prints the cluster's status.
+pub fn cluster_status(format: OutputFormat, status: &crate::proto::berth::cluster::v1::StatusResponse) -> anyhow::Result<()> {
+    match format {
+        OutputFormat::Json => {
+            let members: Vec<Value> = status
+                .members
+                .iter()
+                .map(|m| {
+                    json!({
+                        "id": m.id, "address": m.address, "role": m.role, "leader": m.leader,
+                        "reachable": m.reachable, "state": m.state, "term": m.term,
+                        "last_log_index": m.last_log_index, "applied_index": m.applied_index, "lag": m.lag,
+                        "snapshot_index": m.snapshot_index, "data_bytes": m.data_bytes, "error": m.error,
+                    })
+                })
+                .collect();
+            let all = json!({
+                "cluster_id": status.cluster_id, "leader_id": status.leader_id, "term": status.term,
+                "answered_by": status.answered_by, "members": members,
+            });
+            println!("{}", serde_json::to_string_pretty(&all)?);
+        }
+        OutputFormat::Table => {
+            println!(
+                "cluster {}  leader {}  term {}  (answered by node {})",
+                if status.cluster_id.is_empty() { "-" } else { &status.cluster_id },
+                status.leader_id,
+                status.term,
+                status.answered_by
+            );
+            println!(
+                "{:>4}  {:<22} {:<8} {:<7} {:<10} {:>6} {:>9} {:>9} {:>6} {:>9} {:>10}",
+                "ID", "ADDRESS", "ROLE", "LEADER", "STATE", "TERM", "LAST-LOG", "APPLIED", "LAG", "SNAPSHOT", "DATA"
+            );
+            for m in &status.members {
+                if !m.reachable {
+                    println!("{:>4}  {:<22} {:<8} unreachable: {}", m.id, m.address, m.role, m.error);
+                    continue;
+                }
+                println!(
+                    "{:>4}  {:<22} {:<8} {:<7} {:<10} {:>6} {:>9} {:>9} {:>6} {:>9} {:>10}",
+                    m.id,
+                    m.address,
+                    m.role,
+                    if m.leader { "*" } else { "" },
+                    m.state,
+                    m.term,
+                    m.last_log_index,
+                    m.applied_index,
+                    m.lag,
+                    m.snapshot_index,
+                    human_bytes(m.data_bytes)
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+}

@@ -14,9 +14,10 @@ pub mod bootstrap;
 pub mod leader;
 pub mod reads;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
@@ -30,6 +31,7 @@ use crate::error::{Error, Result};
 use crate::events::EventBus;
 use crate::raft::log_store::LogStore;
 use crate::raft::network::{NetworkFactory, PeerError, PeerRpc, Peers};
+use crate::raft::snapshot::SnapshotDir;
 use crate::raft::state_machine::StateMachine;
 use crate::raft::{NodeId, Raft, Response};
 use crate::store::command::{Applied, Command, Outcome};
@@ -101,6 +103,15 @@ pub struct NodeConfig {
     pub request_timeout: Duration,
 }
 
+/// Who is in the cluster.
+#[derive(Clone, Debug, Default)]
+pub struct Membership {
+    /// Voters (in a joint configuration: of either config).
+    pub voters: BTreeSet<NodeId>,
+    /// Every member, voters and learners, with its address.
+    pub nodes: BTreeMap<NodeId, BasicNode>,
+}
+
 /// A running node.
 #[derive(Clone)]
 pub struct Node {
@@ -121,7 +132,15 @@ struct Inner {
     leader_reads: Arc<ReadRounds>,
     request_timeout: Duration,
     heartbeat: Duration,
+    data_dir: PathBuf,
+    snapshots: Arc<SnapshotDir>,
+    /// Set once this node has been removed from the cluster: it then
+    /// refuses clients and never campaigns.
+    retired: AtomicBool,
 }
+
+/// Marker file of a removed node, so that it stays retired across restarts.
+const RETIRED_MARKER: &str = "removed";
 
 impl Node {
     /// Opens the node's storage, starts Raft and bootstraps the cluster if
@@ -129,7 +148,8 @@ impl Node {
     pub async fn start(config: NodeConfig) -> Result<Node> {
         let store = Arc::new(Store::open(&config.data_dir.join("state"), &config.store)?);
         let events = EventBus::default();
-        let state_machine = StateMachine::open(store.clone(), config.data_dir.join("snapshots"), events.clone())?;
+        let snapshots = Arc::new(SnapshotDir::open(&config.data_dir.join("snapshots"))?);
+        let state_machine = StateMachine::open(store.clone(), snapshots.clone(), events.clone())?;
         let wal = Arc::new(
             Wal::open(config.data_dir.join("wal"), WalOptions::default())
                 .map_err(|e| Error::Internal(format!("opening the raft log: {e}")))?,
@@ -162,7 +182,7 @@ impl Node {
                 Box::pin(async move { any_read_index(&raft, &peers, &leader_reads, timeout).await })
             })
         };
-        Ok(Node {
+        let node = Node {
             inner: Arc::new(Inner {
                 id: config.id,
                 raft,
@@ -174,8 +194,50 @@ impl Node {
                 leader_reads,
                 request_timeout: config.request_timeout,
                 heartbeat,
+                retired: AtomicBool::new(false),
+                data_dir: config.data_dir.clone(),
+                snapshots,
             }),
-        })
+        };
+        if config.data_dir.join(RETIRED_MARKER).exists() {
+            node.retire_in_memory();
+        }
+        tokio::spawn(watch_own_removal(node.clone()));
+        Ok(node)
+    }
+
+    /// Marks this node as removed from the cluster, durably: it refuses
+    /// clients from now on and never starts an election.
+    pub fn retire(&self) -> Result<()> {
+        crate::fsutil::write_atomic(
+            &self.inner.data_dir.join(RETIRED_MARKER),
+            b"this node was removed from its cluster; wipe the data dir to reuse it\n",
+        )?;
+        self.retire_in_memory();
+        Ok(())
+    }
+
+    fn retire_in_memory(&self) {
+        if !self.inner.retired.swap(true, Ordering::SeqCst) {
+            tracing::warn!(node = self.inner.id, "this node has been removed from the cluster; it no longer serves");
+        }
+        self.inner.raft.runtime_config().elect(false);
+    }
+
+    /// Whether this node has been removed from its cluster.
+    pub fn is_retired(&self) -> bool {
+        self.inner.retired.load(Ordering::SeqCst)
+    }
+
+    /// Refuses work on a removed node.
+    fn check_serving(&self) -> Result<()> {
+        if self.is_retired() {
+            return Err(Error::FailedPrecondition(format!(
+                "node {} has been removed from the cluster and no longer serves; use another node",
+                self.inner.id
+            )));
+        }
+        Ok(())
     }
 
     /// Orders a write through the log and returns its outcome. Within the
@@ -183,6 +245,7 @@ impl Node {
     /// reported as timed out: it may or may not have been applied.
     #[tracing::instrument(level = "debug", skip_all, fields(node = self.inner.id, namespace = command.namespace()))]
     pub async fn write(&self, command: Command) -> Result<Applied> {
+        self.check_serving()?;
         let timeout = self.inner.request_timeout;
         match tokio::time::timeout(timeout, self.route_write(command)).await {
             Ok(outcome) => outcome?,
@@ -255,6 +318,7 @@ impl Node {
     /// Waits until a read at `consistency` may run against the local store.
     #[tracing::instrument(level = "debug", skip_all, fields(node = self.inner.id))]
     pub async fn read_barrier(&self, consistency: Consistency) -> Result<()> {
+        self.check_serving()?;
         if consistency == Consistency::Serializable {
             return Ok(());
         }
@@ -326,16 +390,40 @@ impl Node {
         &self.inner.events
     }
 
+    /// The node's snapshot directory.
+    pub fn snapshots(&self) -> &Arc<SnapshotDir> {
+        &self.inner.snapshots
+    }
+
+    /// The node's data directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.inner.data_dir
+    }
+
     /// The node's Raft log.
     pub fn wal(&self) -> &Arc<Wal> {
         &self.inner.wal
     }
 
-    /// Members and their addresses, as this node knows them.
-    pub fn members(&self) -> BTreeMap<NodeId, BasicNode> {
+    /// The membership as this node knows it (the effective config).
+    pub fn membership(&self) -> Membership {
         let metrics = self.inner.raft.metrics();
-        let membership = metrics.borrow().membership_config.clone();
-        membership.membership().nodes().map(|(id, node)| (*id, node.clone())).collect()
+        let config = metrics.borrow().membership_config.clone();
+        let membership = config.membership();
+        Membership {
+            voters: membership.voter_ids().collect(),
+            nodes: membership.nodes().map(|(id, node)| (*id, node.clone())).collect(),
+        }
+    }
+
+    /// The index of the last entry this node applied.
+    pub fn applied_index(&self) -> u64 {
+        self.inner.raft.metrics().borrow().last_applied.map(|l| l.index).unwrap_or(0)
+    }
+
+    /// Channels to peers.
+    pub fn peers(&self) -> &Peers {
+        &self.inner.peers
     }
 
     /// Stops Raft and makes the store durable.
@@ -347,6 +435,31 @@ impl Node {
         tokio::task::spawn_blocking(move || store.flush_durably())
             .await
             .map_err(|e| Error::Internal(format!("flush task: {e}")))?
+    }
+}
+
+/// Retires the node when a membership it applies no longer lists it, after
+/// one that did. (A learner that installs a snapshot older than its own
+/// addition sees a membership without itself first; that is not removal.)
+async fn watch_own_removal(node: Node) {
+    let mut metrics = node.inner.raft.metrics();
+    let mut member_since: Option<openraft::LogId<NodeId>> = None;
+    loop {
+        let (listed, log_id) = {
+            let m = metrics.borrow();
+            let membership = m.membership_config.clone();
+            (membership.membership().get_node(&node.inner.id).is_some(), membership.log_id().to_owned())
+        };
+        if listed {
+            member_since = member_since.max(log_id);
+        } else if member_since.is_some() && log_id > member_since && !node.is_retired() {
+            if let Err(e) = node.retire() {
+                tracing::error!("recording this node's removal: {e}");
+            }
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
     }
 }
 

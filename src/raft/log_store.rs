@@ -19,8 +19,8 @@ use crate::wal::{Wal, WalError};
 
 /// Metadata blob holding the vote.
 const VOTE: &str = "vote";
-/// Metadata blob holding the last purged log id.
-const PURGED: &str = "purged";
+/// Metadata blob holding the last purged log id (an encoded `LogId`).
+pub const PURGED: &str = "purged";
 
 /// The Raft log of a node.
 #[derive(Clone)]
@@ -130,7 +130,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         // The purged id (with its term) is recorded first: the WAL may then
         // drop records up to it at any time.
-        self.save_meta(PURGED, &Some(log_id), ErrorSubject::Logs)?;
+        self.save_meta(PURGED, &log_id, ErrorSubject::Logs)?;
         tokio::task::block_in_place(|| self.wal.purge(log_id.index)).map_err(|e| log_error(ErrorVerb::Delete, e))
     }
 }

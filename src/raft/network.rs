@@ -75,7 +75,7 @@ impl Peers {
     }
 
     /// The cached channel to `addr`, created lazily (never connects here).
-    fn channel(&self, addr: &str) -> Result<Channel, String> {
+    pub fn channel(&self, addr: &str) -> Result<Channel, String> {
         let mut channels = self.channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(channel) = channels.get(addr) {
             return Ok(channel.clone());

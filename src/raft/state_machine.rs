@@ -29,8 +29,8 @@ use crate::raft::{
 use crate::store::Store;
 use crate::store::command::Command;
 
-/// `sm_meta` key of the last applied log id.
-const APPLIED_KEY: &[u8] = b"applied";
+/// `sm_meta` key of the last applied log id (an encoded `Option<LogId>`).
+pub const APPLIED_KEY: &[u8] = b"applied";
 /// `sm_meta` key of the last applied membership.
 const MEMBERSHIP_KEY: &[u8] = b"membership";
 
@@ -48,8 +48,7 @@ impl StateMachine {
     /// snapshot install and catching the store up with the current snapshot
     /// if it is behind it (e.g. its last writes were lost in a crash after
     /// the log was purged).
-    pub fn open(store: Arc<Store>, snapshot_dir: PathBuf, events: EventBus) -> crate::error::Result<Self> {
-        let snapshots = Arc::new(SnapshotDir::open(&snapshot_dir)?);
+    pub fn open(store: Arc<Store>, snapshots: Arc<SnapshotDir>, events: EventBus) -> crate::error::Result<Self> {
         let mut sm = StateMachine { store, events, snapshots, applied: None, membership: Default::default() };
         sm.load_applied_state()?;
         let interrupted = sm.store.interrupted_restore()?.is_some();
@@ -71,7 +70,8 @@ impl StateMachine {
     }
 
     fn load_applied_state(&mut self) -> crate::error::Result<()> {
-        self.applied = self.store.meta(APPLIED_KEY)?.map(|v| codec::decode(&v)).transpose()?;
+        // Stored as an `Option<LogId>` (what `apply` and `install_image` write).
+        self.applied = self.store.meta(APPLIED_KEY)?.map(|v| codec::decode::<Option<LogId>>(&v)).transpose()?.flatten();
         self.membership = self.store.meta(MEMBERSHIP_KEY)?.map(|v| codec::decode(&v)).transpose()?.unwrap_or_default();
         Ok(())
     }
@@ -83,13 +83,7 @@ impl StateMachine {
         };
         snapshot::verify(&mut file)?;
         let (_, records) = SnapshotReader::open(BufReader::new(file))?;
-        let applied = codec::encode(&meta.last_log_id)?;
-        let membership = codec::encode(&meta.last_membership)?;
-        self.store.restore(
-            meta.snapshot_id.as_bytes(),
-            records,
-            &[(APPLIED_KEY, &applied), (MEMBERSHIP_KEY, &membership)],
-        )?;
+        install_image(&self.store, &meta, records)?;
         self.load_applied_state()
     }
 
@@ -97,6 +91,19 @@ impl StateMachine {
     pub fn store(&self) -> &Arc<Store> {
         &self.store
     }
+}
+
+/// Replaces the store's data with `records`, recording the log position and
+/// membership of `meta` as applied: what installing a snapshot, and
+/// restoring a backup, do to a store.
+pub fn install_image(
+    store: &Store,
+    meta: &SnapshotMeta,
+    records: impl IntoIterator<Item = crate::error::Result<crate::store::image::ImageRecord>>,
+) -> crate::error::Result<()> {
+    let applied = codec::encode(&meta.last_log_id)?;
+    let membership = codec::encode(&meta.last_membership)?;
+    store.restore(meta.snapshot_id.as_bytes(), records, &[(APPLIED_KEY, &applied), (MEMBERSHIP_KEY, &membership)])
 }
 
 fn sm_error(verb: ErrorVerb, err: impl std::fmt::Display) -> StorageError {

@@ -38,6 +38,9 @@ pub enum Command {
     CreateLease { namespace: String, lease: Lease },
     /// Delete lease `id`.
     DeleteLease { namespace: String, id: String, now: Timestamp },
+    /// Give the cluster its id, unless it has one: proposed by a leader that
+    /// finds none. Applying it twice keeps the first id.
+    InitCluster { cluster_id: String },
 }
 
 impl Command {
@@ -49,6 +52,7 @@ impl Command {
             | Command::DeleteContainer { namespace, .. }
             | Command::CreateLease { namespace, .. }
             | Command::DeleteLease { namespace, .. } => namespace,
+            Command::InitCluster { .. } => "",
         }
     }
 
@@ -60,6 +64,7 @@ impl Command {
             | Command::DeleteContainer { now, .. }
             | Command::DeleteLease { now, .. } => *now,
             Command::CreateLease { lease, .. } => lease.created_at,
+            Command::InitCluster { .. } => Timestamp::default(),
         }
     }
 }
@@ -75,6 +80,8 @@ pub enum Applied {
     Lease(Lease),
     /// A lease was deleted.
     LeaseDeleted,
+    /// The cluster's id (the one in effect after the command).
+    ClusterId(String),
 }
 
 /// The deterministic result of applying a command: the same on every

@@ -24,11 +24,12 @@ pub enum DataTree {
     Containers = 1,
     Leases = 2,
     Namespaces = 3,
+    Cluster = 4,
 }
 
 impl DataTree {
     /// Every data tree, in image order.
-    pub const ALL: [DataTree; 3] = [DataTree::Containers, DataTree::Leases, DataTree::Namespaces];
+    pub const ALL: [DataTree; 4] = [DataTree::Containers, DataTree::Leases, DataTree::Namespaces, DataTree::Cluster];
 
     /// The tree with this tag.
     pub fn from_tag(tag: u8) -> Result<DataTree> {
@@ -48,6 +49,7 @@ impl Store {
             DataTree::Containers => &self.containers,
             DataTree::Leases => &self.leases,
             DataTree::Namespaces => &self.namespaces,
+            DataTree::Cluster => &self.cluster,
         }
     }
 

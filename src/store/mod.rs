@@ -55,6 +55,7 @@ pub struct Store {
     containers: Tree,
     leases: Tree,
     namespaces: Tree,
+    cluster: Tree,
     meta: Tree,
 }
 
@@ -71,6 +72,7 @@ impl Store {
             containers: db.open_tree(schema::CONTAINERS_TREE)?,
             leases: db.open_tree(schema::LEASES_TREE)?,
             namespaces: db.open_tree(schema::NAMESPACES_TREE)?,
+            cluster: db.open_tree(schema::CLUSTER_TREE)?,
             meta: db.open_tree(schema::META_TREE)?,
             db,
         };
@@ -96,9 +98,10 @@ impl Store {
     /// command. `Err` means the storage itself failed: nothing was applied,
     /// and the caller must not carry on as if it had.
     pub fn apply(&self, commands: &[&Command], meta: &[(&[u8], &[u8])]) -> Result<Vec<Outcome>> {
-        let result = (&self.containers, &self.leases, &self.namespaces, &self.meta).transaction(
-            |(containers, leases, namespaces, meta_tree)| {
-                let tx = Tx { containers, leases, namespaces, meta: meta_tree };
+        let trees = (&self.containers, &self.leases, &self.namespaces, &self.cluster, &self.meta);
+        let result = trees.transaction(
+            |(containers, leases, namespaces, cluster, meta_tree)| {
+                let tx = Tx { containers, leases, namespaces, cluster, meta: meta_tree };
                 let mut outcomes = Vec::with_capacity(commands.len());
                 for command in commands {
                     outcomes.push(apply_one(&tx, command)?);
@@ -143,6 +146,11 @@ impl Store {
         decode_all(self.leases.scan_prefix(schema::namespace_prefix(namespace)))
     }
 
+    /// The cluster's id, once a leader has given it one.
+    pub fn cluster_id(&self) -> Result<Option<String>> {
+        Ok(self.cluster.get(schema::CLUSTER_ID_KEY)?.map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
     /// A value of the metadata tree.
     pub fn meta(&self, key: &[u8]) -> Result<Option<IVec>> {
         Ok(self.meta.get(key)?)
@@ -183,5 +191,15 @@ fn apply_one(tx: &Tx, command: &Command) -> Result<Outcome, ConflictableTransact
         Command::DeleteContainer { namespace, id, .. } => containers::delete(tx, namespace, id),
         Command::CreateLease { namespace, lease } => leases::create(tx, namespace, lease),
         Command::DeleteLease { namespace, id, .. } => leases::delete(tx, namespace, id),
+        Command::InitCluster { cluster_id } => {
+            let id = match tx.cluster.get(schema::CLUSTER_ID_KEY)? {
+                Some(existing) => String::from_utf8_lossy(&existing).into_owned(),
+                None => {
+                    tx.cluster.insert(schema::CLUSTER_ID_KEY, cluster_id.as_bytes())?;
+                    cluster_id.clone()
+                }
+            };
+            Ok(Ok(command::Applied::ClusterId(id)))
+        }
     }
 }

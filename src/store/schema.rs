@@ -6,6 +6,7 @@
 //! | `containers` | namespace `0x00` id      | record(`Container`)                     |
 //! | `leases`     | namespace `0x00` id      | record(`Lease`)                         |
 //! | `namespaces` | namespace                | container count, u64 big-endian         |
+//! | `cluster`    | `id`                     | the cluster's id (UTF-8)                |
 //! | `sm_meta`    | `format`, `applied`, …   | store format version; Raft apply state  |
 //!
 //! Identifiers cannot contain `0x00` (the identifier grammar allows only
@@ -30,6 +31,11 @@ pub const LEASES_TREE: &str = "leases";
 /// no containers" from "no such container" in Update/Delete errors, and a
 /// transaction cannot scan a prefix, so the count is kept alongside.
 pub const NAMESPACES_TREE: &str = "namespaces";
+/// Cluster-wide facts that are part of the replicated state (and so of
+/// snapshots and backups): the cluster id.
+pub const CLUSTER_TREE: &str = "cluster";
+/// `cluster` key of the cluster id.
+pub const CLUSTER_ID_KEY: &[u8] = b"id";
 /// State-machine metadata: the store format and, under Raft, the last
 /// applied log id and membership, written in the same transaction as the
 /// data they describe.

@@ -19,6 +19,7 @@ pub(crate) struct Tx<'a> {
     pub containers: &'a TransactionalTree,
     pub leases: &'a TransactionalTree,
     pub namespaces: &'a TransactionalTree,
+    pub cluster: &'a TransactionalTree,
     pub meta: &'a TransactionalTree,
 }
 
