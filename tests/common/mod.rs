@@ -9,7 +9,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use berth::proto::berth::cluster::v1::HealthRequest;
+use berth::proto::berth::cluster::v1::cluster_client::ClusterClient;
+use berth::proto::containerd::services::containers::v1::container::Runtime as PbRuntime;
 use berth::proto::containerd::services::containers::v1::containers_client::ContainersClient;
+use berth::proto::containerd::services::containers::v1::{
+    Container as PbContainer, CreateContainerRequest, ListContainersRequest,
+};
 use berth::proto::containerd::services::version::v1::version_client::VersionClient;
 use tonic::Request;
 use tonic::transport::{Channel, Endpoint};
@@ -172,4 +178,101 @@ pub fn in_ns<T>(namespace: &str, message: T) -> Request<T> {
 /// server's limits are what a test sees.
 pub fn containers_client(channel: Channel) -> ContainersClient<Channel> {
     ContainersClient::new(channel).max_decoding_message_size(64 << 20).max_encoding_message_size(64 << 20)
+}
+
+/// Raft timings for tests: quick elections, but not so quick that a loaded
+/// two-core machine trips them by accident.
+pub const TEST_RAFT_FLAGS: &[&str] = &["--heartbeat-ms", "100", "--election-timeout-ms", "700", "--request-timeout", "5"];
+
+/// A cluster of `berth serve` processes on loopback.
+pub struct TestCluster {
+    pub nodes: Vec<TestNode>,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestCluster {
+    /// Starts `n` nodes with the same `--initial-cluster` and waits for a leader.
+    pub async fn start(n: u64, extra: &[&str]) -> TestCluster {
+        let dir = tempfile::Builder::new().prefix("berth-cluster").tempdir().unwrap();
+        let addrs: Vec<String> = (0..n).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+        let initial: Vec<String> = addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect();
+        let mut nodes = Vec::new();
+        for (i, addr) in addrs.iter().enumerate() {
+            let mut args: Vec<String> = vec!["--initial-cluster".into(), initial.join(",")];
+            args.extend(TEST_RAFT_FLAGS.iter().chain(extra).map(|s| s.to_string()));
+            let mut node = TestNode::new(i as u64 + 1, dir.path(), addr.clone(), args);
+            node.spawn();
+            nodes.push(node);
+        }
+        for node in &mut nodes {
+            node.wait_ready().await;
+        }
+        let cluster = TestCluster { nodes, dir };
+        cluster.wait_for_leader(&[]).await;
+        cluster
+    }
+
+    /// Adds a node started with `--join` (not yet a member).
+    pub async fn spawn_joiner(&mut self, id: u64, extra: &[&str]) -> usize {
+        let mut args: Vec<String> = vec!["--join".into()];
+        args.extend(TEST_RAFT_FLAGS.iter().chain(extra).map(|s| s.to_string()));
+        let mut node = TestNode::new(id, self.dir.path(), format!("127.0.0.1:{}", free_port()), args);
+        node.spawn();
+        node.wait_ready().await;
+        self.nodes.push(node);
+        self.nodes.len() - 1
+    }
+
+    /// The node with id `id`.
+    pub fn node(&mut self, id: u64) -> &mut TestNode {
+        self.nodes.iter_mut().find(|n| n.id == id).expect("no such node")
+    }
+
+    /// Waits until a node other than those in `excluding` is leader and
+    /// healthy, as seen from a running node; returns its id.
+    pub async fn wait_for_leader(&self, excluding: &[u64]) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            for node in self.nodes.iter().filter(|n| n.child.is_some()) {
+                let Ok(channel) = node.channel().await else { continue };
+                let mut client = ClusterClient::new(channel);
+                if let Ok(health) = client.health(HealthRequest {}).await {
+                    let health = health.into_inner();
+                    if health.healthy && health.leader_id != 0 && !excluding.contains(&health.leader_id) {
+                        return health.leader_id;
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "no healthy leader within 30s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// The ids of all containers of `namespace` on a node, read at `consistency`.
+pub async fn list_ids(node: &TestNode, namespace: &str, serializable: bool) -> Result<Vec<String>, tonic::Status> {
+    let mut request = in_ns(namespace, ListContainersRequest { filters: vec![] });
+    if serializable {
+        request.metadata_mut().insert("berth-consistency", "serializable".parse().unwrap());
+    }
+    let channel = node.channel().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let listed = containers_client(channel).list(request).await?.into_inner();
+    Ok(listed.containers.into_iter().map(|c| c.id).collect())
+}
+
+/// A minimal valid container.
+pub fn container(id: &str) -> PbContainer {
+    PbContainer {
+        id: id.into(),
+        runtime: Some(PbRuntime { name: "io.containerd.runc.v2".into(), options: None }),
+        spec: Some(prost_types::Any { type_url: "types.containerd.io/opencontainers/runtime-spec/1/Spec".into(), value: b"{}".to_vec() }),
+        ..Default::default()
+    }
+}
+
+/// Creates a container through `node`.
+pub async fn create_on(node: &TestNode, namespace: &str, id: &str) -> Result<(), tonic::Status> {
+    let channel = node.channel().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let request = in_ns(namespace, CreateContainerRequest { container: Some(container(id)) });
+    containers_client(channel).create(request).await.map(|_| ())
 }

@@ -1,0 +1,274 @@
+//! Three real nodes on loopback: writes through any node, linearizable
+//! reads on every node, leader failure, catch-up by snapshot, stale-read
+//! and partition checks, full restarts, and hostile peer messages.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use berth::proto::berth::raft::v1::RaftRequest;
+use berth::proto::berth::raft::v1::raft_client::RaftClient;
+use berth::proto::containerd::services::containers::v1 as pb;
+use common::{TestCluster, bounded, containers_client, create_on, in_ns, list_ids};
+use tonic::Code;
+
+#[tokio::test]
+async fn a_write_to_a_follower_is_readable_from_every_node() {
+    bounded(async {
+        let cluster = TestCluster::start(3, &[]).await;
+        let leader = cluster.wait_for_leader(&[]).await;
+        let follower = cluster.nodes.iter().find(|n| n.id != leader).unwrap();
+        create_on(follower, "default", "via-follower").await.unwrap();
+        for node in &cluster.nodes {
+            // Linearizable by default: each node must see the acknowledged write at once.
+            assert_eq!(list_ids(node, "default", false).await.unwrap(), ["via-follower"], "node {}", node.id);
+            let got = containers_client(node.channel().await.unwrap())
+                .get(in_ns("default", pb::GetContainerRequest { id: "via-follower".into() }))
+                .await
+                .unwrap();
+            assert_eq!(got.into_inner().container.unwrap().id, "via-follower");
+        }
+    })
+    .await
+}
+
+/// Writes unique ids through all nodes until `stop`, recording the ids
+/// whose creation was acknowledged.
+fn spawn_writers(cluster: &TestCluster, acked: Arc<Mutex<BTreeSet<String>>>, stop: Arc<std::sync::atomic::AtomicBool>) -> Vec<tokio::task::JoinHandle<u64>> {
+    let addrs: Vec<String> = cluster.nodes.iter().map(|n| n.addr.clone()).collect();
+    (0..6)
+        .map(|worker| {
+            let (acked, stop, addr) = (acked.clone(), stop.clone(), addrs[worker % addrs.len()].clone());
+            tokio::spawn(async move {
+                let mut errors = 0u64;
+                let mut seq = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    seq += 1;
+                    let id = format!("w{worker}-{seq}");
+                    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap();
+                    let result = async {
+                        let channel = endpoint.connect_timeout(Duration::from_millis(500)).connect().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+                        let mut request = in_ns("load", pb::CreateContainerRequest { container: Some(common::container(&id)) });
+                        request.set_timeout(Duration::from_secs(8));
+                        containers_client(channel).create(request).await
+                    }
+                    .await;
+                    match result {
+                        Ok(_) => {
+                            acked.lock().unwrap().insert(id);
+                        }
+                        Err(status) => {
+                            // Only retriable or indeterminate errors are acceptable.
+                            assert!(
+                                matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown),
+                                "unexpected error during failover: {status:?}"
+                            );
+                            errors += 1;
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+                errors
+            })
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
+    bounded(async {
+        let mut cluster = TestCluster::start(3, &[]).await;
+        let leader = cluster.wait_for_leader(&[]).await;
+        let acked = Arc::new(Mutex::new(BTreeSet::new()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writers = spawn_writers(&cluster, acked.clone(), stop.clone());
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let before_kill = acked.lock().unwrap().len();
+        assert!(before_kill > 0, "no write succeeded before the failure");
+
+        // --- kill -9 the leader mid-load
+        let killed_at = Instant::now();
+        cluster.node(leader).kill();
+        let new_leader = cluster.wait_for_leader(&[leader]).await;
+        let failover = killed_at.elapsed();
+        assert!(failover < Duration::from_secs(10), "failover took {failover:?}");
+        let at_failover = acked.lock().unwrap().len();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(acked.lock().unwrap().len() > at_failover, "writes did not resume under leader {new_leader}");
+
+        // --- the old leader comes back and catches up
+        cluster.node(leader).spawn();
+        cluster.node(leader).wait_ready().await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        for writer in writers {
+            writer.await.unwrap();
+        }
+        let acked = acked.lock().unwrap().clone();
+        eprintln!("acknowledged {} writes; failover took {failover:?}", acked.len());
+        for node in &cluster.nodes {
+            let present: BTreeSet<String> = list_ids(node, "load", false).await.unwrap().into_iter().collect();
+            let missing: Vec<_> = acked.difference(&present).collect();
+            assert!(missing.is_empty(), "node {} lost acknowledged writes: {missing:?}", node.id);
+        }
+        // Every replica converged to the same state.
+        let first = list_ids(&cluster.nodes[0], "load", false).await.unwrap();
+        for node in &cluster.nodes[1..] {
+            assert_eq!(list_ids(node, "load", false).await.unwrap(), first, "node {} diverged", node.id);
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_follower_that_missed_a_snapshot_worth_of_log_catches_up_by_snapshot() {
+    bounded(async {
+        let mut cluster = TestCluster::start(3, &["--snapshot-threshold", "40"]).await;
+        let leader = cluster.wait_for_leader(&[]).await;
+        let lagging = cluster.nodes.iter().find(|n| n.id != leader).unwrap().id;
+        cluster.node(lagging).kill();
+        // Write well past the snapshot threshold so the leader purges its log.
+        for i in 0..300 {
+            create_on(cluster.node(leader), "snap", &format!("s{i:03}")).await.unwrap();
+        }
+        cluster.node(lagging).spawn();
+        cluster.node(lagging).wait_ready().await;
+        let expected = list_ids(cluster.node(leader), "snap", false).await.unwrap();
+        assert_eq!(expected.len(), 300);
+        // A linearizable read on the restarted node waits for it to catch up.
+        assert_eq!(list_ids(cluster.node(lagging), "snap", false).await.unwrap(), expected);
+        assert!(
+            cluster.node(lagging).log().contains("installed snapshot"),
+            "node {lagging} caught up without installing a snapshot"
+        );
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_paused_follower_never_answers_stale_data() {
+    bounded(async {
+        let mut cluster = TestCluster::start(3, &[]).await;
+        let leader = cluster.wait_for_leader(&[]).await;
+        let follower = cluster.nodes.iter().find(|n| n.id != leader).unwrap().id;
+        create_on(cluster.node(leader), "stale", "c").await.unwrap();
+        // Make sure the follower has the old value applied before it is paused.
+        assert_eq!(list_ids(cluster.node(follower), "stale", false).await.unwrap(), ["c"]);
+
+        cluster.node(follower).signal(libc::SIGSTOP);
+        let mut edit = pb::Container { id: "c".into(), image: "new-image".into(), ..Default::default() };
+        edit.labels.insert("version".into(), "2".into());
+        let update = pb::UpdateContainerRequest {
+            container: Some(edit),
+            update_mask: Some(prost_types::FieldMask { paths: vec!["image".into(), "labels.version".into()] }),
+        };
+        containers_client(cluster.node(leader).channel().await.unwrap()).update(in_ns("stale", update)).await.unwrap();
+        cluster.node(follower).signal(libc::SIGCONT);
+
+        // Read from the follower at once: it must return the new value.
+        let channel = cluster.node(follower).channel().await.unwrap();
+        let got = containers_client(channel)
+            .get(in_ns("stale", pb::GetContainerRequest { id: "c".into() }))
+            .await
+            .unwrap()
+            .into_inner()
+            .container
+            .unwrap();
+        assert_eq!(got.image, "new-image");
+        assert_eq!(got.labels.get("version").map(String::as_str), Some("2"));
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_node_cut_off_from_the_others_refuses_linearizable_reads() {
+    bounded(async {
+        let mut cluster = TestCluster::start(3, &[]).await;
+        create_on(&cluster.nodes[0], "cut", "before").await.unwrap();
+        for node in &cluster.nodes {
+            assert_eq!(list_ids(node, "cut", false).await.unwrap(), ["before"]);
+        }
+        cluster.node(2).kill();
+        cluster.node(3).kill();
+        let started = Instant::now();
+        let status = list_ids(cluster.node(1), "cut", false).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+        assert!(started.elapsed() < Duration::from_secs(15));
+        // An explicitly serializable read still answers from local state.
+        assert_eq!(list_ids(cluster.node(1), "cut", true).await.unwrap(), ["before"]);
+        // And a write fails rather than hanging past its timeout.
+        let status = create_on(cluster.node(1), "cut", "after").await.unwrap_err();
+        assert!(matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded), "{status:?}");
+    })
+    .await
+}
+
+#[tokio::test]
+async fn all_nodes_killed_and_restarted_keep_every_acknowledged_write() {
+    bounded(async {
+        let mut cluster = TestCluster::start(3, &["--snapshot-threshold", "100"]).await;
+        let mut expected = Vec::new();
+        for i in 0..150 {
+            let id = format!("r{i:03}");
+            create_on(&cluster.nodes[i % 3], "restart", &id).await.unwrap();
+            expected.push(id);
+        }
+        for node in &mut cluster.nodes {
+            node.kill();
+        }
+        for node in &mut cluster.nodes {
+            node.spawn();
+        }
+        for node in &mut cluster.nodes {
+            node.wait_ready().await;
+        }
+        cluster.wait_for_leader(&[]).await;
+        for node in &cluster.nodes {
+            assert_eq!(list_ids(node, "restart", false).await.unwrap(), expected, "node {}", node.id);
+        }
+        create_on(&cluster.nodes[1], "restart", "after-restart").await.unwrap();
+        // Restart once more: nothing is applied twice (a create applied twice would fail or duplicate).
+        for node in &mut cluster.nodes {
+            node.kill();
+            node.spawn();
+        }
+        for node in &mut cluster.nodes {
+            node.wait_ready().await;
+        }
+        cluster.wait_for_leader(&[]).await;
+        expected.insert(0, "after-restart".into());
+        for node in &cluster.nodes {
+            assert_eq!(list_ids(node, "restart", false).await.unwrap(), expected, "node {}", node.id);
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn hostile_peer_messages_do_not_crash_a_node() {
+    bounded(async {
+        let mut cluster = TestCluster::start(3, &[]).await;
+        let mut raft = RaftClient::new(cluster.nodes[0].channel().await.unwrap());
+        let garbage = RaftRequest { target: 1, source: 9, payload: vec![0xff; 64] };
+        let status = raft.append_entries(garbage.clone()).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert_eq!(raft.vote(garbage.clone()).await.unwrap_err().code(), Code::InvalidArgument);
+        assert_eq!(raft.install_snapshot(garbage.clone()).await.unwrap_err().code(), Code::InvalidArgument);
+        assert_eq!(raft.forward_write(garbage.clone()).await.unwrap_err().code(), Code::InvalidArgument);
+        let wrong_target = RaftRequest { target: 2, ..garbage.clone() };
+        assert_eq!(raft.vote(wrong_target).await.unwrap_err().code(), Code::FailedPrecondition);
+        let empty = RaftRequest { target: 1, source: 1, payload: vec![] };
+        assert_eq!(raft.append_entries(empty).await.unwrap_err().code(), Code::InvalidArgument);
+        // A well-formed vote from an unknown node with a stale term is simply refused.
+        let vote = openraft::raft::VoteRequest::<u64>::new(openraft::Vote::new(0, 42), None);
+        let request = RaftRequest { target: 1, source: 42, payload: berth::raft::codec::encode(&vote).unwrap() };
+        raft.vote(request).await.unwrap();
+
+        assert!(cluster.node(1).is_running(), "node 1 died");
+        create_on(&cluster.nodes[0], "default", "still-fine").await.unwrap();
+        assert_eq!(list_ids(&cluster.nodes[2], "default", false).await.unwrap(), ["still-fine"]);
+    })
+    .await
+}
