@@ -111,7 +111,12 @@ cp "$SCRIPT_DIR/Dockerfile" "$ctx/Dockerfile"
 if [[ -z ${DOCKER_BUILDKIT:-} ]] && ! docker buildx version >/dev/null 2>&1; then
     export DOCKER_BUILDKIT=0
 fi
+previous=$(docker image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)
 docker build --build-arg "VERSION=$version" --tag "$tag" "$ctx"
+# A rebuild leaves the previous image untagged: remove it unless in use.
+if [[ -n $previous && $previous != $(docker image inspect --format '{{.Id}}' "$tag") ]]; then
+    docker image rm "$previous" >/dev/null 2>&1 || true
+fi
 
 size=$(docker image inspect --format '{{.Size}}' "$tag")
 echo "built $tag ($((size / 1024 / 1024)) MiB)"

@@ -1,7 +1,7 @@
 //! The WAL's error type.
 //!
 //! One enum for every failure so that callers can tell "you called me wrong"
-//! (`NonContiguous`, `BelowPurgePoint`, `RecordTooLarge`, `InvalidMetaName`,
+//! (`NonContiguous`, `RecordTooLarge`, `InvalidMetaName`,
 //! `InvalidOptions`) from "the disk let us down" (`Io`, `Corrupt`) and from "an
 //! earlier failure made the in-memory view untrustworthy" (`Poisoned`).
 //! It converts into `std::io::Error` (openraft's storage errors wrap any
@@ -38,12 +38,6 @@ pub enum WalError {
     /// indexes and the first must be `last_index + 1` when the log is non-empty.
     #[error("wal: append out of order: expected index {expected}, got {got}")]
     NonContiguous { expected: u64, got: u64 },
-
-    /// An append to an empty log started at or below the purge point. Recovery
-    /// skips every record at or below the purge point, so accepting it would
-    /// lose the record silently on the next restart.
-    #[error("wal: append at index {index} is at or below the purge point {purged}")]
-    BelowPurgePoint { index: u64, purged: u64 },
 
     /// A record is larger than `WalOptions::max_record_bytes`.
     #[error("wal: record {index} is {len} bytes, over the limit of {max} bytes")]
@@ -101,7 +95,6 @@ impl WalError {
             WalError::Io { source, .. } => source.kind(),
             WalError::Corrupt { .. } => io::ErrorKind::InvalidData,
             WalError::NonContiguous { .. }
-            | WalError::BelowPurgePoint { .. }
             | WalError::RecordTooLarge { .. }
             | WalError::InvalidMetaName(_)
             | WalError::MetaTooLarge { .. }

@@ -152,7 +152,16 @@ pub(crate) fn read_purge_point(dir: &Path) -> Result<Option<u64>> {
     Ok(Some(u64::from_le_bytes(arr)))
 }
 
-/// Durably records the WAL's purge point.
+/// Durably forgets the purge point (the log floor becomes 0 again).
+pub(crate) fn clear_purge_point(dir: &Path) -> Result<()> {
+    match fs::remove_file(dir.join(PURGE_POINT_FILE)) {
+        Ok(()) => sync_dir(dir),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(WalError::io(format!("remove {}", dir.join(PURGE_POINT_FILE).display()), e)),
+    }
+}
+
+/// Durably records the purge point (records `..=purged` are gone).
 pub(crate) fn write_purge_point(dir: &Path, purged: u64) -> Result<()> {
     write_atomic(dir, PURGE_POINT_FILE, &purged.to_le_bytes())
 }

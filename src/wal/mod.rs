@@ -24,17 +24,19 @@
 //! A batch carries consecutive indexes. If the log holds live records, the
 //! batch must start at `last_index + 1`. If it holds none (fresh, truncated to
 //! empty, or purged up to or beyond its end), the batch may start at any index
-//! above the purge point (any index at all if nothing was ever purged); in
-//! particular `purge(upto)` followed by an append at `upto + 1` always works,
-//! which is what openraft does after installing a snapshot.
+//! at any index; in particular `purge(upto)` followed by an append at
+//! `upto + 1` always works, which is what openraft does after installing a
+//! snapshot.
 //!
 //! The log always starts at its *floor*: `purge point + 1`, or 0 if never
 //! purged. So an append to an empty log above the floor first moves the purge
 //! point durably to `index - 1` (a fresh log whose first append is at 42
 //! reports `purged_index() == Some(41)`; openraft starts at 0 and never hits
 //! this). That lets recovery check that nothing is missing at the start of
-//! the log, e.g. a lost first segment. An index at or below the purge point is
-//! rejected ([`WalError::BelowPurgePoint`]): recovery would skip it.
+//! the log, e.g. a lost first segment. An append to an empty log at or below
+//! the purge point lowers the purge point to `index - 1`, after removing the
+//! old segments, so nothing purged can reappear (openraft's storage suite
+//! does this; a running Raft node does not).
 //!
 //! # On-disk format (version 1)
 //!
@@ -407,10 +409,7 @@ impl Wal {
         };
 
         // 2. Check the batch continues the log.
-        let (live, purged) = {
-            let ix = self.read_index();
-            (ix.live(), ix.purged)
-        };
+        let live = self.read_index().live();
         match live {
             Some(r) => {
                 let expected = next_index(*r.end())?;
@@ -422,14 +421,6 @@ impl Wal {
                 }
             }
             None => {
-                if let Some(p) = purged
-                    && first_index <= p
-                {
-                    return Err(WalError::BelowPurgePoint {
-                        index: first_index,
-                        purged: p,
-                    });
-                }
                 self.start_log_at(&mut w, first_index)
                     .map_err(|e| self.poison_with(e))?;
             }
@@ -560,14 +551,19 @@ impl Wal {
         Ok(())
     }
 
-    /// The log holds no live record and the next batch starts at `k`
-    /// (`k > purge point`, checked by the caller). Makes the log start at `k`:
-    /// 1. if `k` is above the floor (`purge point + 1`, or 0 if never purged),
-    ///    durably move the purge point to `k - 1`, so that invariant 1 (the log
-    ///    starts exactly at the floor) holds and recovery can detect a missing
-    ///    first segment;
-    /// 2. unless the active segment already continues at `k`, replace all
-    ///    (empty or fully purged) segments by a fresh one starting at `k`.
+    /// The log holds no live record and the next batch starts at `k`.
+    /// Makes the log start at `k`, keeping invariant 1 (the log starts
+    /// exactly at the floor, `purge point + 1`, or 0 if never purged):
+    /// - `k` above the floor: durably raise the purge point to `k - 1` first
+    ///   (records below it are skipped from then on), so recovery can detect
+    ///   a missing first segment;
+    /// - `k` below the floor (openraft's storage suite appends below an
+    ///   earlier purge once the log is empty): remove every old segment
+    ///   durably first, and only then lower the purge point, so that no
+    ///   stale record below the old purge point can come back to life.
+    ///
+    /// Unless the active segment already continues at `k`, all (empty or
+    /// fully purged) segments are replaced by a fresh one starting at `k`.
     fn start_log_at(&self, w: &mut Writer, k: u64) -> Result<()> {
         let floor = floor(self.read_index().purged);
         if k > floor {
@@ -593,6 +589,14 @@ impl Wal {
             // an old empty segment next to the new one.
             fsutil::sync_dir(&self.dir)?;
             self.count_fsyncs(1);
+        }
+        if k < floor {
+            match k.checked_sub(1) {
+                Some(purged) => meta::write_purge_point(&self.dir, purged)?,
+                None => meta::clear_purge_point(&self.dir)?,
+            }
+            self.count_fsyncs(2);
+            self.write_index().purged = k.checked_sub(1);
         }
         self.start_segment(w, k)
     }

@@ -512,21 +512,13 @@ fn purge_then_reopen() -> TestResult {
     assert_eq!(wal.entries(..)?, batch(26, 60));
     wal.truncate(3)?;
     assert_eq!(wal.bounds().last, None);
-    let e = wal.append(batch(25, 25), |_| {});
-    assert!(
-        matches!(
-            e,
-            Err(WalError::BelowPurgePoint {
-                index: 25,
-                purged: 25
-            })
-        ),
-        "{e:?}"
-    );
+    // An append to the empty log at the purge point lowers the purge point.
+    wal.append_sync(batch(25, 25))?;
+    assert_eq!(wal.purged_index(), Some(24));
     wal.append_sync(batch(26, 30))?;
     drop(wal);
     let wal = Wal::open(tmp.path(), o)?;
-    assert_eq!(wal.entries(..)?, batch(26, 30));
+    assert_eq!(wal.entries(..)?, batch(25, 30));
     Ok(())
 }
 
@@ -546,10 +538,6 @@ fn purge_past_end_then_append() -> TestResult {
         }
     );
     assert_eq!(wal.entries(..)?, vec![]);
-    assert!(matches!(
-        wal.append(batch(100, 100), |_| {}),
-        Err(WalError::BelowPurgePoint { .. })
-    ));
     // reopen while empty-but-purged
     drop(wal);
     let wal = Wal::open(tmp.path(), o.clone())?;
@@ -1089,5 +1077,30 @@ fn recovery_never_panics_on_garbage() -> TestResult {
             }
         }
     }
+    Ok(())
+}
+
+#[test]
+fn append_below_the_purge_point_of_an_empty_log_lowers_it_without_reviving_records() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let o = opts(150);
+    let wal = Wal::open(tmp.path(), o.clone())?;
+    wal.append_sync(batch(1, 20))?;
+    wal.purge(100)?;
+    wal.append_sync(batch(5, 7))?;
+    assert_eq!(wal.purged_index(), Some(4));
+    assert_eq!(wal.entries(..)?, batch(5, 7));
+    drop(wal);
+    let wal = Wal::open(tmp.path(), o.clone())?;
+    assert_eq!(wal.purged_index(), Some(4));
+    assert_eq!(wal.entries(..)?, batch(5, 7), "records purged earlier must not come back");
+    // Down to index 0: the log has no purge point at all.
+    wal.purge(50)?;
+    wal.append_sync(batch(0, 2))?;
+    assert_eq!(wal.purged_index(), None);
+    drop(wal);
+    let wal = Wal::open(tmp.path(), o)?;
+    assert_eq!(wal.entries(..)?, batch(0, 2));
+    assert_eq!(wal.purged_index(), None);
     Ok(())
 }

@@ -1,0 +1,75 @@
+//! berth's Raft storage (the WAL-backed log store and the sled state
+//! machine) against openraft's storage conformance suite, plus restart
+//! checks of the state machine's apply position.
+
+use std::sync::Arc;
+
+use berth::events::EventBus;
+use berth::raft::log_store::LogStore;
+use berth::raft::snapshot::SnapshotDir;
+use berth::raft::state_machine::StateMachine;
+use berth::raft::{Entry, LogId, StorageError, TypeConfig};
+use berth::store::command::Command;
+use berth::store::model::{AnyValue, Container, Runtime};
+use berth::store::{Store, StoreOptions};
+use berth::wal::{Wal, WalOptions};
+use openraft::storage::RaftStateMachine;
+use openraft::testing::{StoreBuilder, Suite};
+use openraft::{CommittedLeaderId, EntryPayload};
+
+struct Builder;
+
+fn open_all(dir: &std::path::Path) -> (LogStore, StateMachine) {
+    let wal = Wal::open(dir.join("wal"), WalOptions::default()).unwrap();
+    let store = Arc::new(Store::open(&dir.join("state"), &StoreOptions::default()).unwrap());
+    let snapshots = Arc::new(SnapshotDir::open(&dir.join("snapshots")).unwrap());
+    let sm = StateMachine::open(store, snapshots, EventBus::default()).unwrap();
+    (LogStore::new(Arc::new(wal)), sm)
+}
+
+impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Builder {
+    async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, sm) = open_all(dir.path());
+        Ok((dir, log, sm))
+    }
+}
+
+#[test]
+fn openraft_storage_conformance_suite() {
+    let _ = tracing_subscriber::fmt().with_env_filter("openraft=info").with_test_writer().try_init();
+    Suite::test_all(Builder).unwrap();
+}
+
+fn create_entry(index: u64) -> Entry {
+    let container = Container {
+        id: format!("c{index}"),
+        runtime: Runtime { name: "io.containerd.runc.v2".into(), options: None },
+        spec: Some(AnyValue::default()),
+        ..Default::default()
+    };
+    Entry {
+        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+        payload: EntryPayload::Normal(Command::CreateContainer { namespace: "ns".into(), container }),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_apply_position_survives_a_restart_so_nothing_is_applied_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (_log, mut sm) = open_all(dir.path());
+        let responses = sm.apply((1..=5).map(create_entry)).await.unwrap();
+        assert_eq!(responses.len(), 5);
+        sm.store().flush_durably().unwrap();
+    }
+    let (_log, mut sm) = open_all(dir.path());
+    let (applied, _) = sm.applied_state().await.unwrap();
+    assert_eq!(applied.map(|l| l.index), Some(5), "openraft replays only what follows this");
+    assert_eq!(sm.store().containers("ns").count(), 5);
+    sm.apply((6..=7).map(create_entry)).await.unwrap();
+    let (applied, _) = sm.applied_state().await.unwrap();
+    assert_eq!(applied.map(|l| l.index), Some(7));
+    let ids: Vec<String> = sm.store().containers("ns").map(|c| c.unwrap().id).collect();
+    assert_eq!(ids, ["c1", "c2", "c3", "c4", "c5", "c6", "c7"]);
+}
