@@ -27,14 +27,20 @@ pub struct Event {
 /// The payload of an event (containerd's `containerd.events` messages).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EventKind {
-    ContainerCreate { id: String, image: String, runtime: Runtime },
+    ContainerCreate {
+        id: String,
+        image: String,
+        runtime: Runtime,
+    },
     ContainerUpdate {
         id: String,
         image: String,
         labels: std::collections::BTreeMap<String, String>,
         snapshot_key: String,
     },
-    ContainerDelete { id: String },
+    ContainerDelete {
+        id: String,
+    },
 }
 
 impl Event {
@@ -42,11 +48,13 @@ impl Event {
     /// changes announce nothing, as in containerd).
     pub fn of(command: &Command, applied: &Applied) -> Option<Event> {
         let kind = match (command, applied) {
-            (Command::CreateContainer { .. }, Applied::Container(c)) => EventKind::ContainerCreate {
-                id: c.id.clone(),
-                image: c.image.clone(),
-                runtime: c.runtime.clone(),
-            },
+            (Command::CreateContainer { .. }, Applied::Container(c)) => {
+                EventKind::ContainerCreate {
+                    id: c.id.clone(),
+                    image: c.image.clone(),
+                    runtime: c.runtime.clone(),
+                }
+            }
             (Command::UpdateContainer { .. }, Applied::Container(c)) => update_event(c),
             (Command::DeleteContainer { id, .. }, Applied::ContainerDeleted) => {
                 EventKind::ContainerDelete { id: id.clone() }
@@ -87,7 +95,9 @@ pub struct EventBus {
 
 impl Default for EventBus {
     fn default() -> Self {
-        EventBus { sender: broadcast::channel(SUBSCRIBER_BUFFER).0 }
+        EventBus {
+            sender: broadcast::channel(SUBSCRIBER_BUFFER).0,
+        }
     }
 }
 

@@ -16,14 +16,20 @@ pub async fn report(node: Node, reporter: HealthReporter) {
         let status = {
             let m = metrics.borrow();
             let member = m.membership_config.membership().get_node(&m.id).is_some();
-            if member && m.current_leader.is_some() { ServingStatus::Serving } else { ServingStatus::NotServing }
+            if member && m.current_leader.is_some() {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            }
         };
         if last != Some(status) {
             reporter.set_service_status("", status).await;
             last = Some(status);
         }
         if metrics.changed().await.is_err() {
-            reporter.set_service_status("", ServingStatus::NotServing).await;
+            reporter
+                .set_service_status("", ServingStatus::NotServing)
+                .await;
             return;
         }
     }

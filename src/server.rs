@@ -12,10 +12,10 @@ use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tonic::transport::Server;
 use tower::util::MapResponseLayer;
 
-use crate::{admin, api};
 use crate::health;
 use crate::node::{Bootstrap, Node, NodeConfig, RaftOptions};
 use crate::store::StoreOptions;
+use crate::{admin, api};
 
 /// Everything `berth serve` needs to run a node.
 #[derive(Clone, Debug)]
@@ -43,7 +43,9 @@ pub struct ServeConfig {
 impl ServeConfig {
     /// The unix socket path in effect.
     pub fn socket_path(&self) -> PathBuf {
-        self.socket.clone().unwrap_or_else(|| self.data_dir.join("berth.sock"))
+        self.socket
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("berth.sock"))
     }
 }
 
@@ -61,7 +63,9 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         id: config.node_id,
         advertise: config.advertise.clone(),
         data_dir: config.data_dir.clone(),
-        store: StoreOptions { cache_bytes: config.cache_bytes },
+        store: StoreOptions {
+            cache_bytes: config.cache_bytes,
+        },
         bootstrap: config.bootstrap.clone(),
         raft: config.raft.clone(),
         request_timeout: config.request_timeout,
@@ -85,7 +89,9 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         Server::builder()
             .tcp_nodelay(true)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
-            .layer(MapResponseLayer::new(api::status::align_transport_status::<tonic::body::Body>))
+            .layer(MapResponseLayer::new(
+                api::status::align_transport_status::<tonic::body::Body>,
+            ))
     };
     let tcp_incoming = TcpListenerStream::new(tcp).map(|conn| {
         conn.inspect(|stream| {
@@ -115,16 +121,24 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
 /// refusing to steal a socket another live process serves.
 async fn bind_unix_socket(path: &Path) -> anyhow::Result<UnixListener> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
     }
     if path.exists() {
         if tokio::net::UnixStream::connect(path).await.is_ok() {
-            bail!("unix socket {} is in use by another process", path.display());
+            bail!(
+                "unix socket {} is in use by another process",
+                path.display()
+            );
         }
-        std::fs::remove_file(path).with_context(|| format!("removing stale socket {}", path.display()))?;
+        std::fs::remove_file(path)
+            .with_context(|| format!("removing stale socket {}", path.display()))?;
     }
     UnixListener::bind(path).with_context(|| {
-        format!("binding unix socket {} (paths are limited to 107 bytes)", path.display())
+        format!(
+            "binding unix socket {} (paths are limited to 107 bytes)",
+            path.display()
+        )
     })
 }
 
@@ -141,9 +155,14 @@ fn lock_data_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => {
-            bail!("data dir {} is in use by another berth process", data_dir.display())
+            bail!(
+                "data dir {} is in use by another berth process",
+                data_dir.display()
+            )
         }
-        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("locking {}", path.display())),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", path.display()))
+        }
     }
 }
 
@@ -157,7 +176,14 @@ fn load_or_create_uuid(data_dir: &Path) -> anyhow::Result<String> {
     bytes[6] = (bytes[6] & 0x0f) | 0x40; // version 4: random
     bytes[8] = (bytes[8] & 0x3f) | 0x80; // RFC 4122 variant
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let uuid = format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32]);
+    let uuid = format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    );
     crate::fsutil::write_atomic(&path, uuid.as_bytes())?;
     Ok(uuid)
 }

@@ -36,12 +36,21 @@ fn container(id: &str) -> pb::Container {
         id: id.into(),
         runtime: Some(pb::container::Runtime {
             name: "io.containerd.runc.v2".into(),
-            options: Some(prost_types::Any { type_url: "containerd.runc.v1.Options".into(), value: vec![] }),
+            options: Some(prost_types::Any {
+                type_url: "containerd.runc.v1.Options".into(),
+                value: vec![],
+            }),
         }),
         spec: Some(spec()),
         // What ctr 1.6 sends: year 1. The server must ignore it.
-        created_at: Some(prost_types::Timestamp { seconds: -62135596800, nanos: 0 }),
-        updated_at: Some(prost_types::Timestamp { seconds: -62135596800, nanos: 0 }),
+        created_at: Some(prost_types::Timestamp {
+            seconds: -62135596800,
+            nanos: 0,
+        }),
+        updated_at: Some(prost_types::Timestamp {
+            seconds: -62135596800,
+            nanos: 0,
+        }),
         ..Default::default()
     }
 }
@@ -51,22 +60,46 @@ async fn create(
     ns: &str,
     c: pb::Container,
 ) -> Result<pb::Container, tonic::Status> {
-    let response = client.create(in_ns(ns, pb::CreateContainerRequest { container: Some(c) })).await?;
-    Ok(response.into_inner().container.expect("responses carry the container"))
+    let response = client
+        .create(in_ns(ns, pb::CreateContainerRequest { container: Some(c) }))
+        .await?;
+    Ok(response
+        .into_inner()
+        .container
+        .expect("responses carry the container"))
 }
 
-async fn list_ids(client: &mut ContainersClient<Channel>, ns: &str, filters: &[&str]) -> Result<Vec<String>, tonic::Status> {
+async fn list_ids(
+    client: &mut ContainersClient<Channel>,
+    ns: &str,
+    filters: &[&str],
+) -> Result<Vec<String>, tonic::Status> {
     let filters = filters.iter().map(|f| f.to_string()).collect();
-    let listed = client.list(in_ns(ns, pb::ListContainersRequest { filters })).await?.into_inner();
+    let listed = client
+        .list(in_ns(ns, pb::ListContainersRequest { filters }))
+        .await?
+        .into_inner();
     Ok(listed.containers.into_iter().map(|c| c.id).collect())
 }
 
-async fn stream_ids(client: &mut ContainersClient<Channel>, ns: &str, filters: &[&str]) -> Result<Vec<String>, tonic::Status> {
+async fn stream_ids(
+    client: &mut ContainersClient<Channel>,
+    ns: &str,
+    filters: &[&str],
+) -> Result<Vec<String>, tonic::Status> {
     let filters = filters.iter().map(|f| f.to_string()).collect();
-    let mut stream = client.list_stream(in_ns(ns, pb::ListContainersRequest { filters })).await?.into_inner();
+    let mut stream = client
+        .list_stream(in_ns(ns, pb::ListContainersRequest { filters }))
+        .await?
+        .into_inner();
     let mut ids = Vec::new();
     while let Some(message) = stream.message().await? {
-        ids.push(message.container.expect("every ListContainerMessage carries its container").id);
+        ids.push(
+            message
+                .container
+                .expect("every ListContainerMessage carries its container")
+                .id,
+        );
     }
     Ok(ids)
 }
@@ -86,28 +119,59 @@ async fn crud_over_tcp_and_unix_socket() {
         let mut c = container("c1");
         c.labels = BTreeMap::from([("a".into(), "1".into()), ("empty".into(), "".into())]);
         c.image = "docker.io/library/busybox:latest".into();
-        c.extensions.insert("ext".into(), prost_types::Any { type_url: "t".into(), value: b"v".to_vec() });
+        c.extensions.insert(
+            "ext".into(),
+            prost_types::Any {
+                type_url: "t".into(),
+                value: b"v".to_vec(),
+            },
+        );
         let created = create(&mut tcp, "default", c.clone()).await.unwrap();
         assert_eq!(created.labels, BTreeMap::from([("a".into(), "1".into())]));
         assert_eq!(created.created_at, created.updated_at);
         let created_at = created.created_at.unwrap();
-        assert!(created_at.seconds > 1_700_000_000, "server time, not the client's year 1");
+        assert!(
+            created_at.seconds > 1_700_000_000,
+            "server time, not the client's year 1"
+        );
         assert_eq!(created.spec, Some(spec()));
         assert_eq!(created.runtime, c.runtime);
 
         // Read back over the unix socket.
-        let got = unix.get(in_ns("default", pb::GetContainerRequest { id: "c1".into() })).await.unwrap().into_inner();
+        let got = unix
+            .get(in_ns(
+                "default",
+                pb::GetContainerRequest { id: "c1".into() },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
         assert_eq!(got.container.unwrap(), created);
 
-        let mut edit = pb::Container { id: "c1".into(), image: "alpine".into(), ..Default::default() };
+        let mut edit = pb::Container {
+            id: "c1".into(),
+            image: "alpine".into(),
+            ..Default::default()
+        };
         edit.labels.insert("b".into(), "2".into());
         let request = pb::UpdateContainerRequest {
             container: Some(edit),
-            update_mask: Some(prost_types::FieldMask { paths: vec!["image".into(), "labels.b".into()] }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["image".into(), "labels.b".into()],
+            }),
         };
-        let updated = unix.update(in_ns("default", request)).await.unwrap().into_inner().container.unwrap();
+        let updated = unix
+            .update(in_ns("default", request))
+            .await
+            .unwrap()
+            .into_inner()
+            .container
+            .unwrap();
         assert_eq!(updated.image, "alpine");
-        assert_eq!(updated.labels, BTreeMap::from([("a".into(), "1".into()), ("b".into(), "2".into())]));
+        assert_eq!(
+            updated.labels,
+            BTreeMap::from([("a".into(), "1".into()), ("b".into(), "2".into())])
+        );
         assert_eq!(updated.created_at, created.created_at);
         let stamp = |t: Option<prost_types::Timestamp>| t.map(|t| (t.seconds, t.nanos));
         assert!(stamp(updated.updated_at) > stamp(created.updated_at));
@@ -115,14 +179,32 @@ async fn crud_over_tcp_and_unix_socket() {
         for id in ["c3", "c0", "c2"] {
             create(&mut unix, "default", container(id)).await.unwrap();
         }
-        assert_eq!(list_ids(&mut tcp, "default", &[]).await.unwrap(), ["c0", "c1", "c2", "c3"]);
-        assert_eq!(stream_ids(&mut unix, "default", &[]).await.unwrap(), ["c0", "c1", "c2", "c3"]);
+        assert_eq!(
+            list_ids(&mut tcp, "default", &[]).await.unwrap(),
+            ["c0", "c1", "c2", "c3"]
+        );
+        assert_eq!(
+            stream_ids(&mut unix, "default", &[]).await.unwrap(),
+            ["c0", "c1", "c2", "c3"]
+        );
         assert!(list_ids(&mut tcp, "other", &[]).await.unwrap().is_empty());
 
-        tcp.delete(in_ns("default", pb::DeleteContainerRequest { id: "c1".into() })).await.unwrap();
-        assert_eq!(stream_ids(&mut tcp, "default", &[]).await.unwrap(), ["c0", "c2", "c3"]);
+        tcp.delete(in_ns(
+            "default",
+            pb::DeleteContainerRequest { id: "c1".into() },
+        ))
+        .await
+        .unwrap();
+        assert_eq!(
+            stream_ids(&mut tcp, "default", &[]).await.unwrap(),
+            ["c0", "c2", "c3"]
+        );
         assert_status(
-            tcp.get(in_ns("default", pb::GetContainerRequest { id: "c1".into() })).await,
+            tcp.get(in_ns(
+                "default",
+                pb::GetContainerRequest { id: "c1".into() },
+            ))
+            .await,
             Code::NotFound,
             "container \"c1\" in namespace \"default\": not found",
         );
@@ -296,31 +378,90 @@ async fn leases_create_list_delete() {
         let mut client = LeasesClient::new(node.channel().await.unwrap());
         let request = leases::CreateRequest {
             id: "123-abc_DEF".into(),
-            labels: BTreeMap::from([("containerd.io/gc.expire".into(), "2030-01-01T00:00:00Z".into())]),
+            labels: BTreeMap::from([(
+                "containerd.io/gc.expire".into(),
+                "2030-01-01T00:00:00Z".into(),
+            )]),
         };
-        let lease = client.create(in_ns("default", request.clone())).await.unwrap().into_inner().lease.unwrap();
+        let lease = client
+            .create(in_ns("default", request.clone()))
+            .await
+            .unwrap()
+            .into_inner()
+            .lease
+            .unwrap();
         assert_eq!(lease.id, "123-abc_DEF");
         assert!(lease.created_at.unwrap().seconds > 1_700_000_000);
         assert_eq!(lease.labels, request.labels);
-        assert_status(client.create(in_ns("default", request.clone())).await, Code::AlreadyExists, "lease \"123-abc_DEF\": already exists");
         assert_status(
-            client.create(in_ns("default", leases::CreateRequest::default())).await,
+            client.create(in_ns("default", request.clone())).await,
+            Code::AlreadyExists,
+            "lease \"123-abc_DEF\": already exists",
+        );
+        assert_status(
+            client
+                .create(in_ns("default", leases::CreateRequest::default()))
+                .await,
             Code::InvalidArgument,
             "lease id must be provided: invalid argument",
         );
-        assert_status(client.create(tonic::Request::new(request.clone())).await, Code::FailedPrecondition, "namespace is required: failed precondition");
-        client.create(in_ns("default", leases::CreateRequest { id: "other".into(), ..Default::default() })).await.unwrap();
+        assert_status(
+            client.create(tonic::Request::new(request.clone())).await,
+            Code::FailedPrecondition,
+            "namespace is required: failed precondition",
+        );
+        client
+            .create(in_ns(
+                "default",
+                leases::CreateRequest {
+                    id: "other".into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap();
         let list = |filters: Vec<String>| in_ns("default", leases::ListRequest { filters });
         let ids = |r: leases::ListResponse| r.leases.into_iter().map(|l| l.id).collect::<Vec<_>>();
-        assert_eq!(ids(client.list(list(vec![])).await.unwrap().into_inner()), ["123-abc_DEF", "other"]);
-        assert_eq!(ids(client.list(list(vec!["id==other".into()])).await.unwrap().into_inner()), ["other"]);
         assert_eq!(
-            ids(client.list(list(vec![r#"labels."containerd.io/gc.expire""#.into()])).await.unwrap().into_inner()),
+            ids(client.list(list(vec![])).await.unwrap().into_inner()),
+            ["123-abc_DEF", "other"]
+        );
+        assert_eq!(
+            ids(client
+                .list(list(vec!["id==other".into()]))
+                .await
+                .unwrap()
+                .into_inner()),
+            ["other"]
+        );
+        assert_eq!(
+            ids(client
+                .list(list(vec![r#"labels."containerd.io/gc.expire""#.into()]))
+                .await
+                .unwrap()
+                .into_inner()),
             ["123-abc_DEF"]
         );
-        client.delete(in_ns("default", leases::DeleteRequest { id: "other".into(), sync: false })).await.unwrap();
+        client
+            .delete(in_ns(
+                "default",
+                leases::DeleteRequest {
+                    id: "other".into(),
+                    sync: false,
+                },
+            ))
+            .await
+            .unwrap();
         assert_status(
-            client.delete(in_ns("default", leases::DeleteRequest { id: "other".into(), sync: true })).await,
+            client
+                .delete(in_ns(
+                    "default",
+                    leases::DeleteRequest {
+                        id: "other".into(),
+                        sync: true,
+                    },
+                ))
+                .await,
             Code::NotFound,
             "lease \"other\": not found",
         );
@@ -333,14 +474,25 @@ async fn events_stream_every_change_with_filters() {
     bounded(async {
         let node = TestNode::start_single().await;
         let mut events = EventsClient::new(node.channel().await.unwrap());
-        let mut all = events.subscribe(SubscribeRequest { filters: vec![] }).await.unwrap().into_inner();
+        let mut all = events
+            .subscribe(SubscribeRequest { filters: vec![] })
+            .await
+            .unwrap()
+            .into_inner();
         let mut deletes = events
-            .subscribe(SubscribeRequest { filters: vec![r#"topic=="/containers/delete""#.into(), "event.id==never".into()] })
+            .subscribe(SubscribeRequest {
+                filters: vec![
+                    r#"topic=="/containers/delete""#.into(),
+                    "event.id==never".into(),
+                ],
+            })
             .await
             .unwrap()
             .into_inner();
         let mut in_evt = events
-            .subscribe(SubscribeRequest { filters: vec![r#"namespace==evt,topic~="^/containers/""#.into()] })
+            .subscribe(SubscribeRequest {
+                filters: vec![r#"namespace==evt,topic~="^/containers/""#.into()],
+            })
             .await
             .unwrap()
             .into_inner();
@@ -351,12 +503,29 @@ async fn events_stream_every_change_with_filters() {
         let mut c = container("e1");
         c.image = "img".into();
         create(&mut client, "evt", c).await.unwrap();
-        let mut edit = pb::Container { id: "e1".into(), ..Default::default() };
+        let mut edit = pb::Container {
+            id: "e1".into(),
+            ..Default::default()
+        };
         edit.labels.insert("k".into(), "v".into());
-        let mask = prost_types::FieldMask { paths: vec!["labels.k".into()] };
-        client.update(in_ns("evt", pb::UpdateContainerRequest { container: Some(edit), update_mask: Some(mask) })).await.unwrap();
+        let mask = prost_types::FieldMask {
+            paths: vec!["labels.k".into()],
+        };
+        client
+            .update(in_ns(
+                "evt",
+                pb::UpdateContainerRequest {
+                    container: Some(edit),
+                    update_mask: Some(mask),
+                },
+            ))
+            .await
+            .unwrap();
         create(&mut client, "other", container("o1")).await.unwrap();
-        client.delete(in_ns("evt", pb::DeleteContainerRequest { id: "e1".into() })).await.unwrap();
+        client
+            .delete(in_ns("evt", pb::DeleteContainerRequest { id: "e1".into() }))
+            .await
+            .unwrap();
         // A refused write publishes nothing.
         let _ = create(&mut client, "evt", container("o1..")).await;
 
@@ -365,7 +534,11 @@ async fn events_stream_every_change_with_filters() {
             let envelope = all.message().await.unwrap().unwrap();
             let event = envelope.event.clone().unwrap();
             assert!(envelope.timestamp.unwrap().seconds > 1_700_000_000);
-            seen.push((envelope.namespace.clone(), envelope.topic.clone(), event.type_url.clone()));
+            seen.push((
+                envelope.namespace.clone(),
+                envelope.topic.clone(),
+                event.type_url.clone(),
+            ));
             match event.type_url.as_str() {
                 "containerd.events.ContainerCreate" if envelope.namespace == "evt" => {
                     let payload = ContainerCreate::decode(&event.value[..]).unwrap();
@@ -382,8 +555,19 @@ async fn events_stream_every_change_with_filters() {
                 _ => {}
             }
         }
-        let topics: Vec<_> = seen.iter().map(|(ns, topic, _)| format!("{ns} {topic}")).collect();
-        assert_eq!(topics, ["evt /containers/create", "evt /containers/update", "other /containers/create", "evt /containers/delete"]);
+        let topics: Vec<_> = seen
+            .iter()
+            .map(|(ns, topic, _)| format!("{ns} {topic}"))
+            .collect();
+        assert_eq!(
+            topics,
+            [
+                "evt /containers/create",
+                "evt /containers/update",
+                "other /containers/create",
+                "evt /containers/delete"
+            ]
+        );
 
         let delete = deletes.message().await.unwrap().unwrap();
         assert_eq!(delete.topic, "/containers/delete");
@@ -391,15 +575,36 @@ async fn events_stream_every_change_with_filters() {
         for _ in 0..3 {
             evt_seen.push(in_evt.message().await.unwrap().unwrap().topic);
         }
-        assert_eq!(evt_seen, ["/containers/create", "/containers/update", "/containers/delete"]);
+        assert_eq!(
+            evt_seen,
+            [
+                "/containers/create",
+                "/containers/update",
+                "/containers/delete"
+            ]
+        );
 
-        let status = events.subscribe(SubscribeRequest { filters: vec!["topic==".into()] }).await;
+        let status = events
+            .subscribe(SubscribeRequest {
+                filters: vec!["topic==".into()],
+            })
+            .await;
         let status = match status {
-            Ok(response) => response.into_inner().message().await.expect_err("a bad filter ends the stream"),
+            Ok(response) => response
+                .into_inner()
+                .message()
+                .await
+                .expect_err("a bad filter ends the stream"),
             Err(status) => status,
         };
         assert_eq!(status.code(), Code::Unknown);
-        assert!(status.message().starts_with("subscription error: failed parsing subscription filters: filters: parse error:"), "{}", status.message());
+        assert!(
+            status.message().starts_with(
+                "subscription error: failed parsing subscription filters: filters: parse error:"
+            ),
+            "{}",
+            status.message()
+        );
     })
     .await
 }
@@ -409,14 +614,32 @@ async fn version_introspection_and_snapshots() {
     bounded(async {
         let node = TestNode::start_single().await;
         let channel = node.unix_channel().await;
-        let version = VersionClient::new(channel.clone()).version(()).await.unwrap().into_inner();
+        let version = VersionClient::new(channel.clone())
+            .version(())
+            .await
+            .unwrap()
+            .into_inner();
         assert!(version.version.starts_with("berth "), "{}", version.version);
-        let server = IntrospectionClient::new(channel.clone()).server(()).await.unwrap().into_inner();
+        let server = IntrospectionClient::new(channel.clone())
+            .server(())
+            .await
+            .unwrap()
+            .into_inner();
         assert_eq!(server.uuid.len(), 36, "{}", server.uuid);
-        let again = IntrospectionClient::new(channel.clone()).server(()).await.unwrap().into_inner();
+        let again = IntrospectionClient::new(channel.clone())
+            .server(())
+            .await
+            .unwrap()
+            .into_inner();
         assert_eq!(server.uuid, again.uuid);
         let removed = SnapshotsClient::new(channel)
-            .remove(in_ns("default", RemoveSnapshotRequest { snapshotter: "overlayfs".into(), key: "k".into() }))
+            .remove(in_ns(
+                "default",
+                RemoveSnapshotRequest {
+                    snapshotter: "overlayfs".into(),
+                    key: "k".into(),
+                },
+            ))
             .await;
         assert_eq!(removed.unwrap_err().code(), Code::NotFound);
     })
@@ -440,7 +663,12 @@ async fn bad_input_gets_clear_errors_and_the_node_keeps_serving() {
         let mut huge = container("huge");
         huge.spec.as_mut().unwrap().value = vec![b' '; 17 << 20];
         let status = create(&mut client, "default", huge).await.unwrap_err();
-        assert_eq!(status.code(), Code::ResourceExhausted, "{}", status.message());
+        assert_eq!(
+            status.code(),
+            Code::ResourceExhausted,
+            "{}",
+            status.message()
+        );
         // A 6 MiB spec is fine.
         let mut big = container("big");
         big.spec.as_mut().unwrap().value = vec![b' '; 6 << 20];
@@ -449,26 +677,48 @@ async fn bad_input_gets_clear_errors_and_the_node_keeps_serving() {
         // Invalid UTF-8 in a string field: INVALID_ARGUMENT.
         let mut grpc = tonic::client::Grpc::new(node.channel().await.unwrap());
         grpc.ready().await.unwrap();
-        let path = tonic::codegen::http::uri::PathAndQuery::from_static("/containerd.services.containers.v1.Containers/Get");
+        let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+            "/containerd.services.containers.v1.Containers/Get",
+        );
         let response: Result<tonic::Response<pb::GetContainerResponse>, _> = grpc
-            .unary(in_ns("default", RawGetRequest { id: vec![0xff, 0xfe] }), path, tonic_prost::ProstCodec::default())
+            .unary(
+                in_ns(
+                    "default",
+                    RawGetRequest {
+                        id: vec![0xff, 0xfe],
+                    },
+                ),
+                path,
+                tonic_prost::ProstCodec::default(),
+            )
             .await;
         assert_eq!(response.unwrap_err().code(), Code::InvalidArgument);
 
         // Garbage bytes on the unix socket and on TCP: the connection is dropped, nothing else.
         let mut raw = std::os::unix::net::UnixStream::connect(&node.socket).unwrap();
         raw.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        raw.write_all(b"GET / HTTP/1.1\r\n\r\n\x00\x01\x02garbage\xff\xff\xff\xff").unwrap();
+        raw.write_all(b"GET / HTTP/1.1\r\n\r\n\x00\x01\x02garbage\xff\xff\xff\xff")
+            .unwrap();
         let mut sink = Vec::new();
         let _ = raw.read_to_end(&mut sink);
         let mut raw = std::net::TcpStream::connect(&node.addr).unwrap();
         raw.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        raw.write_all(&[0x16, 0x03, 0x01, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).unwrap();
+        raw.write_all(&[
+            0x16, 0x03, 0x01, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            0,
+        ])
+        .unwrap();
         let _ = raw.read_to_end(&mut sink);
 
-        assert_eq!(list_ids(&mut client, "default", &[]).await.unwrap(), ["big"]);
+        assert_eq!(
+            list_ids(&mut client, "default", &[]).await.unwrap(),
+            ["big"]
+        );
         let mut unix = node.unix_containers().await;
-        assert_eq!(stream_ids(&mut unix, "default", &[]).await.unwrap(), ["big"]);
+        assert_eq!(
+            stream_ids(&mut unix, "default", &[]).await.unwrap(),
+            ["big"]
+        );
     })
     .await
 }

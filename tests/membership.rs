@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use berth::proto::berth::cluster::v1::cluster_client::ClusterClient;
-use berth::proto::berth::cluster::v1::{AddNodeRequest, RemoveNodeRequest, SaveSnapshotRequest, StatusRequest};
+use berth::proto::berth::cluster::v1::{
+    AddNodeRequest, RemoveNodeRequest, SaveSnapshotRequest, StatusRequest,
+};
 use berth::proto::containerd::services::leases::v1 as leases;
 use berth::proto::containerd::services::leases::v1::leases_client::LeasesClient;
 use common::{TestCluster, TestNode, bounded, create_on, in_ns, list_ids};
@@ -20,8 +22,17 @@ async fn cluster_client(node: &TestNode) -> ClusterClient<tonic::transport::Chan
 
 /// Adds node `id` (already started with --join) through `via`, draining the progress stream.
 async fn add_node(via: &TestNode, id: u64, address: &str) -> Result<Vec<String>, tonic::Status> {
-    let request = AddNodeRequest { id, address: address.into(), timeout_seconds: 30, max_lag: 0 };
-    let mut stream = cluster_client(via).await.add_node(request).await?.into_inner();
+    let request = AddNodeRequest {
+        id,
+        address: address.into(),
+        timeout_seconds: 30,
+        max_lag: 0,
+    };
+    let mut stream = cluster_client(via)
+        .await
+        .add_node(request)
+        .await?
+        .into_inner();
     let mut phases = Vec::new();
     while let Some(progress) = stream.message().await? {
         phases.push(progress.phase);
@@ -30,18 +41,37 @@ async fn add_node(via: &TestNode, id: u64, address: &str) -> Result<Vec<String>,
 }
 
 async fn remove_node(via: &TestNode, id: u64, force: bool) -> Result<(), tonic::Status> {
-    cluster_client(via).await.remove_node(RemoveNodeRequest { id, force }).await.map(|_| ())
+    cluster_client(via)
+        .await
+        .remove_node(RemoveNodeRequest { id, force })
+        .await
+        .map(|_| ())
 }
 
 async fn voters(via: &TestNode) -> Vec<u64> {
-    let status = cluster_client(via).await.status(StatusRequest {}).await.unwrap().into_inner();
-    status.members.iter().filter(|m| m.role == "voter").map(|m| m.id).collect()
+    let status = cluster_client(via)
+        .await
+        .status(StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    status
+        .members
+        .iter()
+        .filter(|m| m.role == "voter")
+        .map(|m| m.id)
+        .collect()
 }
 
 /// Every running node lists exactly `expected`.
 async fn assert_everywhere(cluster: &TestCluster, expected: &[String]) {
     for node in cluster.nodes.iter().filter(|n| n.pid().is_some()) {
-        assert_eq!(list_ids(node, "m", false).await.unwrap(), expected, "node {}", node.id);
+        assert_eq!(
+            list_ids(node, "m", false).await.unwrap(),
+            expected,
+            "node {}",
+            node.id
+        );
     }
 }
 
@@ -66,7 +96,9 @@ async fn grow_from_one_to_five_and_shrink_back_to_three() {
             assert_eq!(phases.first().map(String::as_str), Some("learner-added"));
             assert_eq!(phases.last().map(String::as_str), Some("promoted"));
             let new_id = write(&mut expected, format!("b{id}"));
-            create_on(&cluster.nodes[index], "m", &new_id).await.unwrap();
+            create_on(&cluster.nodes[index], "m", &new_id)
+                .await
+                .unwrap();
             assert_everywhere(&cluster, &expected).await;
             if id == 3 {
                 assert_eq!(voters(&cluster.nodes[0]).await, [1, 2, 3]);
@@ -75,7 +107,10 @@ async fn grow_from_one_to_five_and_shrink_back_to_three() {
         assert_eq!(voters(&cluster.nodes[2]).await, [1, 2, 3, 4, 5]);
         // Adding the same node again is a no-op.
         let address = cluster.node(5).addr.clone();
-        assert_eq!(add_node(&cluster.nodes[1], 5, &address).await.unwrap(), ["already-member"]);
+        assert_eq!(
+            add_node(&cluster.nodes[1], 5, &address).await.unwrap(),
+            ["already-member"]
+        );
 
         // Shrink back to three: remove 4 and 5 (through other nodes; forwarded to the leader).
         for id in [5, 4] {
@@ -100,18 +135,26 @@ async fn replace_a_failed_member_with_a_fresh_node() {
         cluster.node(failed).kill();
         // The cluster still serves with two of three.
         create_on(cluster.node(leader), "m", "x2").await.unwrap();
-        remove_node(cluster.node(leader), failed, false).await.unwrap();
+        remove_node(cluster.node(leader), failed, false)
+            .await
+            .unwrap();
         create_on(cluster.node(leader), "m", "x3").await.unwrap();
         let index = cluster.spawn_joiner(4, &[]).await;
         let address = cluster.nodes[index].addr.clone();
         add_node(cluster.node(leader), 4, &address).await.unwrap();
         create_on(cluster.node(4), "m", "x4").await.unwrap();
-        let mut expected: Vec<String> = ["x1", "x2", "x3", "x4"].iter().map(|s| s.to_string()).collect();
+        let mut expected: Vec<String> = ["x1", "x2", "x3", "x4"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         expected.sort();
         assert_everywhere(&cluster, &expected).await;
         let mut remaining = voters(cluster.node(4)).await;
         remaining.sort();
-        let mut want: Vec<u64> = [1, 2, 3, 4].into_iter().filter(|id| *id != failed).collect();
+        let mut want: Vec<u64> = [1, 2, 3, 4]
+            .into_iter()
+            .filter(|id| *id != failed)
+            .collect();
         want.sort();
         assert_eq!(remaining, want);
     })
@@ -123,27 +166,50 @@ async fn removing_the_leader_elects_another_and_the_removed_node_refuses_clients
     bounded(async {
         let mut cluster = TestCluster::start(3, &[]).await;
         let leader = cluster.wait_for_leader(&[]).await;
-        create_on(cluster.node(leader), "m", "before").await.unwrap();
+        create_on(cluster.node(leader), "m", "before")
+            .await
+            .unwrap();
         let other = cluster.nodes.iter().find(|n| n.id != leader).unwrap().id;
-        remove_node(cluster.node(other), leader, false).await.unwrap();
+        remove_node(cluster.node(other), leader, false)
+            .await
+            .unwrap();
         let new_leader = cluster.wait_for_leader(&[leader]).await;
         assert_ne!(new_leader, leader);
-        create_on(cluster.node(new_leader), "m", "after").await.unwrap();
-        let status = list_ids(cluster.node(leader), "m", false).await.unwrap_err();
+        create_on(cluster.node(new_leader), "m", "after")
+            .await
+            .unwrap();
+        let status = list_ids(cluster.node(leader), "m", false)
+            .await
+            .unwrap_err();
         assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
         assert!(status.message().contains("removed"), "{}", status.message());
-        let status = create_on(cluster.node(leader), "m", "nope").await.unwrap_err();
+        let status = create_on(cluster.node(leader), "m", "nope")
+            .await
+            .unwrap_err();
         assert_eq!(status.code(), Code::FailedPrecondition);
         // It stays removed across a restart, and does not disturb the others.
         cluster.node(leader).kill();
         cluster.node(leader).spawn();
         cluster.node(leader).wait_ready().await;
-        assert_eq!(list_ids(cluster.node(leader), "m", false).await.unwrap_err().code(), Code::FailedPrecondition);
+        assert_eq!(
+            list_ids(cluster.node(leader), "m", false)
+                .await
+                .unwrap_err()
+                .code(),
+            Code::FailedPrecondition
+        );
         tokio::time::sleep(Duration::from_secs(2)).await;
-        assert_eq!(cluster.wait_for_leader(&[leader]).await, new_leader, "the removed node disrupted the cluster");
+        assert_eq!(
+            cluster.wait_for_leader(&[leader]).await,
+            new_leader,
+            "the removed node disrupted the cluster"
+        );
         let survivors: Vec<&TestNode> = cluster.nodes.iter().filter(|n| n.id != leader).collect();
         for node in survivors {
-            assert_eq!(list_ids(node, "m", false).await.unwrap(), ["after", "before"]);
+            assert_eq!(
+                list_ids(node, "m", false).await.unwrap(),
+                ["after", "before"]
+            );
         }
     })
     .await
@@ -154,30 +220,76 @@ async fn unsafe_or_invalid_changes_are_refused() {
     bounded(async {
         let mut cluster = TestCluster::start(3, &[]).await;
         let leader = cluster.wait_for_leader(&[]).await;
-        let others: Vec<u64> = cluster.nodes.iter().map(|n| n.id).filter(|id| *id != leader).collect();
+        let others: Vec<u64> = cluster
+            .nodes
+            .iter()
+            .map(|n| n.id)
+            .filter(|id| *id != leader)
+            .collect();
         // Bad input.
-        for (id, address) in [(0, "127.0.0.1:1"), (9, "no-port"), (9, "host:99999"), (9, ":80")] {
-            let status = add_node(cluster.node(leader), id, address).await.unwrap_err();
-            assert_eq!(status.code(), Code::InvalidArgument, "{id} {address}: {status:?}");
+        for (id, address) in [
+            (0, "127.0.0.1:1"),
+            (9, "no-port"),
+            (9, "host:99999"),
+            (9, ":80"),
+        ] {
+            let status = add_node(cluster.node(leader), id, address)
+                .await
+                .unwrap_err();
+            assert_eq!(
+                status.code(),
+                Code::InvalidArgument,
+                "{id} {address}: {status:?}"
+            );
         }
-        assert_eq!(remove_node(cluster.node(leader), 0, false).await.unwrap_err().code(), Code::InvalidArgument);
-        assert_eq!(remove_node(cluster.node(leader), 42, false).await.unwrap_err().code(), Code::NotFound);
+        assert_eq!(
+            remove_node(cluster.node(leader), 0, false)
+                .await
+                .unwrap_err()
+                .code(),
+            Code::InvalidArgument
+        );
+        assert_eq!(
+            remove_node(cluster.node(leader), 42, false)
+                .await
+                .unwrap_err()
+                .code(),
+            Code::NotFound
+        );
         // An existing id with another address.
-        let status = add_node(cluster.node(leader), others[0], "127.0.0.1:1").await.unwrap_err();
+        let status = add_node(cluster.node(leader), others[0], "127.0.0.1:1")
+            .await
+            .unwrap_err();
         assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
 
         // With one voter down, removing another would leave no live quorum.
         cluster.node(others[0]).kill();
-        let status = remove_node(cluster.node(leader), others[1], false).await.unwrap_err();
+        let status = remove_node(cluster.node(leader), others[1], false)
+            .await
+            .unwrap_err();
         assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
         assert!(status.message().contains("--force"), "{}", status.message());
         // Removing the dead one is safe.
-        remove_node(cluster.node(leader), others[0], false).await.unwrap();
-        create_on(cluster.node(leader), "m", "still-writable").await.unwrap();
+        remove_node(cluster.node(leader), others[0], false)
+            .await
+            .unwrap();
+        create_on(cluster.node(leader), "m", "still-writable")
+            .await
+            .unwrap();
 
         // An unreachable learner never endangers quorum; the add times out and the learner can be removed.
-        let request = AddNodeRequest { id: 7, address: format!("127.0.0.1:{}", common::free_port()), timeout_seconds: 2, max_lag: 0 };
-        let mut stream = cluster_client(cluster.node(leader)).await.add_node(request).await.unwrap().into_inner();
+        let request = AddNodeRequest {
+            id: 7,
+            address: format!("127.0.0.1:{}", common::free_port()),
+            timeout_seconds: 2,
+            max_lag: 0,
+        };
+        let mut stream = cluster_client(cluster.node(leader))
+            .await
+            .add_node(request)
+            .await
+            .unwrap()
+            .into_inner();
         let status = loop {
             match stream.message().await {
                 Ok(Some(_)) => continue,
@@ -186,9 +298,14 @@ async fn unsafe_or_invalid_changes_are_refused() {
             }
         };
         assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
-        create_on(cluster.node(leader), "m", "with-learner").await.unwrap();
+        create_on(cluster.node(leader), "m", "with-learner")
+            .await
+            .unwrap();
         remove_node(cluster.node(leader), 7, false).await.unwrap();
-        assert_eq!(list_ids(cluster.node(others[1]), "m", false).await.unwrap(), ["still-writable", "with-learner"]);
+        assert_eq!(
+            list_ids(cluster.node(others[1]), "m", false).await.unwrap(),
+            ["still-writable", "with-learner"]
+        );
     })
     .await
 }
@@ -211,7 +328,13 @@ async fn membership_changes_under_write_load_lose_nothing() {
                         match create_on(&node, "m", &id).await {
                             Ok(()) => acked.push(id),
                             Err(status) => {
-                                assert!(matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded), "{status:?}");
+                                assert!(
+                                    matches!(
+                                        status.code(),
+                                        Code::Unavailable | Code::DeadlineExceeded
+                                    ),
+                                    "{status:?}"
+                                );
                                 tokio::time::sleep(Duration::from_millis(50)).await;
                             }
                         }
@@ -238,7 +361,11 @@ async fn membership_changes_under_write_load_lose_nothing() {
         assert!(!acked.is_empty());
         cluster.node(4).kill();
         for node in cluster.nodes.iter().filter(|n| n.pid().is_some()) {
-            let present: std::collections::BTreeSet<String> = list_ids(node, "m", false).await.unwrap().into_iter().collect();
+            let present: std::collections::BTreeSet<String> = list_ids(node, "m", false)
+                .await
+                .unwrap()
+                .into_iter()
+                .collect();
             let missing: Vec<_> = acked.iter().filter(|id| !present.contains(*id)).collect();
             assert!(missing.is_empty(), "node {} lost {missing:?}", node.id);
         }
@@ -253,15 +380,25 @@ async fn backup_from_a_follower_restores_into_a_new_cluster_identically() {
         let leader = cluster.wait_for_leader(&[]).await;
         for (ns, n) in [("alpha", 30), ("beta", 5)] {
             for i in 0..n {
-                create_on(&cluster.nodes[i % 3], ns, &format!("{ns}-{i}")).await.unwrap();
+                create_on(&cluster.nodes[i % 3], ns, &format!("{ns}-{i}"))
+                    .await
+                    .unwrap();
             }
         }
         let mut lease_client = LeasesClient::new(cluster.nodes[0].channel().await.unwrap());
-        let lease = leases::CreateRequest { id: "lease-1".into(), labels: BTreeMap::from([("k".into(), "v".into())]) };
+        let lease = leases::CreateRequest {
+            id: "lease-1".into(),
+            labels: BTreeMap::from([("k".into(), "v".into())]),
+        };
         lease_client.create(in_ns("alpha", lease)).await.unwrap();
 
         let follower = cluster.nodes.iter().find(|n| n.id != leader).unwrap();
-        let mut stream = cluster_client(follower).await.save_snapshot(SaveSnapshotRequest {}).await.unwrap().into_inner();
+        let mut stream = cluster_client(follower)
+            .await
+            .save_snapshot(SaveSnapshotRequest {})
+            .await
+            .unwrap()
+            .into_inner();
         let backup = cluster.dir.path().join("backup.snap");
         let mut bytes = Vec::new();
         while let Some(chunk) = stream.message().await.unwrap() {
@@ -271,20 +408,43 @@ async fn backup_from_a_follower_restores_into_a_new_cluster_identically() {
 
         // Restore into three fresh data dirs with the CLI, then start a new cluster on them.
         let new_dir = tempfile::tempdir().unwrap();
-        let addrs: Vec<String> = (0..3).map(|_| format!("127.0.0.1:{}", common::free_port())).collect();
-        let initial: Vec<String> = addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect();
+        let addrs: Vec<String> = (0..3)
+            .map(|_| format!("127.0.0.1:{}", common::free_port()))
+            .collect();
+        let initial: Vec<String> = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("{}={a}", i + 1))
+            .collect();
         let mut restored = Vec::new();
         for (i, addr) in addrs.iter().enumerate() {
-            let node = TestNode::new(i as u64 + 1, new_dir.path(), addr.clone(), common::TEST_RAFT_FLAGS.iter().map(|s| s.to_string()).collect());
+            let node = TestNode::new(
+                i as u64 + 1,
+                new_dir.path(),
+                addr.clone(),
+                common::TEST_RAFT_FLAGS
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+            );
             let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
                 .args(["snapshot", "restore"])
                 .arg(&backup)
                 .arg("--data-dir")
                 .arg(&node.data_dir)
-                .args(["--node-id", &(i + 1).to_string(), "--initial-cluster", &initial.join(",")])
+                .args([
+                    "--node-id",
+                    &(i + 1).to_string(),
+                    "--initial-cluster",
+                    &initial.join(","),
+                ])
                 .output()
                 .unwrap();
-            assert!(out.status.success(), "restore failed: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "restore failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             restored.push(node);
         }
         for node in &mut restored {
@@ -293,23 +453,56 @@ async fn backup_from_a_follower_restores_into_a_new_cluster_identically() {
         for node in &mut restored {
             node.wait_ready().await;
         }
-        let restored_cluster = TestCluster { nodes: restored, dir: new_dir };
+        let restored_cluster = TestCluster {
+            nodes: restored,
+            dir: new_dir,
+        };
         restored_cluster.wait_for_leader(&[]).await;
         for ns in ["alpha", "beta"] {
             let original = list_ids(&cluster.nodes[0], ns, false).await.unwrap();
             for node in &restored_cluster.nodes {
-                assert_eq!(list_ids(node, ns, false).await.unwrap(), original, "namespace {ns} on restored node {}", node.id);
+                assert_eq!(
+                    list_ids(node, ns, false).await.unwrap(),
+                    original,
+                    "namespace {ns} on restored node {}",
+                    node.id
+                );
             }
         }
-        let mut restored_leases = LeasesClient::new(restored_cluster.nodes[2].channel().await.unwrap());
-        let listed = restored_leases.list(in_ns("alpha", leases::ListRequest { filters: vec![] })).await.unwrap().into_inner();
+        let mut restored_leases =
+            LeasesClient::new(restored_cluster.nodes[2].channel().await.unwrap());
+        let listed = restored_leases
+            .list(in_ns("alpha", leases::ListRequest { filters: vec![] }))
+            .await
+            .unwrap()
+            .into_inner();
         assert_eq!(listed.leases.len(), 1);
-        assert_eq!(listed.leases[0].labels, BTreeMap::from([("k".into(), "v".into())]));
+        assert_eq!(
+            listed.leases[0].labels,
+            BTreeMap::from([("k".into(), "v".into())])
+        );
         // The restored cluster is a new cluster with its own id, and it takes writes.
-        let old_id = cluster_client(&cluster.nodes[0]).await.status(StatusRequest {}).await.unwrap().into_inner().cluster_id;
-        let new_id = cluster_client(&restored_cluster.nodes[0]).await.status(StatusRequest {}).await.unwrap().into_inner().cluster_id;
-        assert!(!new_id.is_empty() && new_id != old_id, "{old_id} vs {new_id}");
-        create_on(&restored_cluster.nodes[1], "alpha", "after-restore").await.unwrap();
+        let old_id = cluster_client(&cluster.nodes[0])
+            .await
+            .status(StatusRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .cluster_id;
+        let new_id = cluster_client(&restored_cluster.nodes[0])
+            .await
+            .status(StatusRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .cluster_id;
+        assert!(
+            !new_id.is_empty() && new_id != old_id,
+            "{old_id} vs {new_id}"
+        );
+        create_on(&restored_cluster.nodes[1], "alpha", "after-restore")
+            .await
+            .unwrap();
         // Restoring into a non-empty data dir is refused.
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
             .args(["snapshot", "restore"])

@@ -37,20 +37,29 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Bui
 
 #[test]
 fn openraft_storage_conformance_suite() {
-    let _ = tracing_subscriber::fmt().with_env_filter("openraft=info").with_test_writer().try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("openraft=info")
+        .with_test_writer()
+        .try_init();
     Suite::test_all(Builder).unwrap();
 }
 
 fn create_entry(index: u64) -> Entry {
     let container = Container {
         id: format!("c{index}"),
-        runtime: Runtime { name: "io.containerd.runc.v2".into(), options: None },
+        runtime: Runtime {
+            name: "io.containerd.runc.v2".into(),
+            options: None,
+        },
         spec: Some(AnyValue::default()),
         ..Default::default()
     };
     Entry {
         log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-        payload: EntryPayload::Normal(Command::CreateContainer { namespace: "ns".into(), container }),
+        payload: EntryPayload::Normal(Command::CreateContainer {
+            namespace: "ns".into(),
+            container,
+        }),
     }
 }
 
@@ -65,7 +74,11 @@ async fn the_apply_position_survives_a_restart_so_nothing_is_applied_twice() {
     }
     let (_log, mut sm) = open_all(dir.path());
     let (applied, _) = sm.applied_state().await.unwrap();
-    assert_eq!(applied.map(|l| l.index), Some(5), "openraft replays only what follows this");
+    assert_eq!(
+        applied.map(|l| l.index),
+        Some(5),
+        "openraft replays only what follows this"
+    );
     assert_eq!(sm.store().containers("ns").count(), 5);
     sm.apply((6..=7).map(create_entry)).await.unwrap();
     let (applied, _) = sm.applied_state().await.unwrap();

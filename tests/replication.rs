@@ -20,12 +20,24 @@ async fn a_write_to_a_follower_is_readable_from_every_node() {
         let cluster = TestCluster::start(3, &[]).await;
         let leader = cluster.wait_for_leader(&[]).await;
         let follower = cluster.nodes.iter().find(|n| n.id != leader).unwrap();
-        create_on(follower, "default", "via-follower").await.unwrap();
+        create_on(follower, "default", "via-follower")
+            .await
+            .unwrap();
         for node in &cluster.nodes {
             // Linearizable by default: each node must see the acknowledged write at once.
-            assert_eq!(list_ids(node, "default", false).await.unwrap(), ["via-follower"], "node {}", node.id);
+            assert_eq!(
+                list_ids(node, "default", false).await.unwrap(),
+                ["via-follower"],
+                "node {}",
+                node.id
+            );
             let got = containers_client(node.channel().await.unwrap())
-                .get(in_ns("default", pb::GetContainerRequest { id: "via-follower".into() }))
+                .get(in_ns(
+                    "default",
+                    pb::GetContainerRequest {
+                        id: "via-follower".into(),
+                    },
+                ))
                 .await
                 .unwrap();
             assert_eq!(got.into_inner().container.unwrap().id, "via-follower");
@@ -36,21 +48,39 @@ async fn a_write_to_a_follower_is_readable_from_every_node() {
 
 /// Writes unique ids through all nodes until `stop`, recording the ids
 /// whose creation was acknowledged.
-fn spawn_writers(cluster: &TestCluster, acked: Arc<Mutex<BTreeSet<String>>>, stop: Arc<std::sync::atomic::AtomicBool>) -> Vec<tokio::task::JoinHandle<u64>> {
+fn spawn_writers(
+    cluster: &TestCluster,
+    acked: Arc<Mutex<BTreeSet<String>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<u64>> {
     let addrs: Vec<String> = cluster.nodes.iter().map(|n| n.addr.clone()).collect();
     (0..6)
         .map(|worker| {
-            let (acked, stop, addr) = (acked.clone(), stop.clone(), addrs[worker % addrs.len()].clone());
+            let (acked, stop, addr) = (
+                acked.clone(),
+                stop.clone(),
+                addrs[worker % addrs.len()].clone(),
+            );
             tokio::spawn(async move {
                 let mut errors = 0u64;
                 let mut seq = 0u64;
                 while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                     seq += 1;
                     let id = format!("w{worker}-{seq}");
-                    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap();
+                    let endpoint =
+                        tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap();
                     let result = async {
-                        let channel = endpoint.connect_timeout(Duration::from_millis(500)).connect().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-                        let mut request = in_ns("load", pb::CreateContainerRequest { container: Some(common::container(&id)) });
+                        let channel = endpoint
+                            .connect_timeout(Duration::from_millis(500))
+                            .connect()
+                            .await
+                            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+                        let mut request = in_ns(
+                            "load",
+                            pb::CreateContainerRequest {
+                                container: Some(common::container(&id)),
+                            },
+                        );
                         request.set_timeout(Duration::from_secs(8));
                         containers_client(channel).create(request).await
                     }
@@ -62,7 +92,13 @@ fn spawn_writers(cluster: &TestCluster, acked: Arc<Mutex<BTreeSet<String>>>, sto
                         Err(status) => {
                             // Only retriable or indeterminate errors are acceptable.
                             assert!(
-                                matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown),
+                                matches!(
+                                    status.code(),
+                                    Code::Unavailable
+                                        | Code::DeadlineExceeded
+                                        | Code::Cancelled
+                                        | Code::Unknown
+                                ),
                                 "unexpected error during failover: {status:?}"
                             );
                             errors += 1;
@@ -93,10 +129,16 @@ async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
         cluster.node(leader).kill();
         let new_leader = cluster.wait_for_leader(&[leader]).await;
         let failover = killed_at.elapsed();
-        assert!(failover < Duration::from_secs(10), "failover took {failover:?}");
+        assert!(
+            failover < Duration::from_secs(10),
+            "failover took {failover:?}"
+        );
         let at_failover = acked.lock().unwrap().len();
         tokio::time::sleep(Duration::from_secs(2)).await;
-        assert!(acked.lock().unwrap().len() > at_failover, "writes did not resume under leader {new_leader}");
+        assert!(
+            acked.lock().unwrap().len() > at_failover,
+            "writes did not resume under leader {new_leader}"
+        );
 
         // --- the old leader comes back and catches up
         cluster.node(leader).spawn();
@@ -107,16 +149,32 @@ async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
             writer.await.unwrap();
         }
         let acked = acked.lock().unwrap().clone();
-        eprintln!("acknowledged {} writes; failover took {failover:?}", acked.len());
+        eprintln!(
+            "acknowledged {} writes; failover took {failover:?}",
+            acked.len()
+        );
         for node in &cluster.nodes {
-            let present: BTreeSet<String> = list_ids(node, "load", false).await.unwrap().into_iter().collect();
+            let present: BTreeSet<String> = list_ids(node, "load", false)
+                .await
+                .unwrap()
+                .into_iter()
+                .collect();
             let missing: Vec<_> = acked.difference(&present).collect();
-            assert!(missing.is_empty(), "node {} lost acknowledged writes: {missing:?}", node.id);
+            assert!(
+                missing.is_empty(),
+                "node {} lost acknowledged writes: {missing:?}",
+                node.id
+            );
         }
         // Every replica converged to the same state.
         let first = list_ids(&cluster.nodes[0], "load", false).await.unwrap();
         for node in &cluster.nodes[1..] {
-            assert_eq!(list_ids(node, "load", false).await.unwrap(), first, "node {} diverged", node.id);
+            assert_eq!(
+                list_ids(node, "load", false).await.unwrap(),
+                first,
+                "node {} diverged",
+                node.id
+            );
         }
     })
     .await
@@ -131,14 +189,21 @@ async fn a_follower_that_missed_a_snapshot_worth_of_log_catches_up_by_snapshot()
         cluster.node(lagging).kill();
         // Write well past the snapshot threshold so the leader purges its log.
         for i in 0..300 {
-            create_on(cluster.node(leader), "snap", &format!("s{i:03}")).await.unwrap();
+            create_on(cluster.node(leader), "snap", &format!("s{i:03}"))
+                .await
+                .unwrap();
         }
         cluster.node(lagging).spawn();
         cluster.node(lagging).wait_ready().await;
         let expected = list_ids(cluster.node(leader), "snap", false).await.unwrap();
         assert_eq!(expected.len(), 300);
         // A linearizable read on the restarted node waits for it to catch up.
-        assert_eq!(list_ids(cluster.node(lagging), "snap", false).await.unwrap(), expected);
+        assert_eq!(
+            list_ids(cluster.node(lagging), "snap", false)
+                .await
+                .unwrap(),
+            expected
+        );
         assert!(
             cluster.node(lagging).log().contains("installed snapshot"),
             "node {lagging} caught up without installing a snapshot"
@@ -155,16 +220,30 @@ async fn a_paused_follower_never_answers_stale_data() {
         let follower = cluster.nodes.iter().find(|n| n.id != leader).unwrap().id;
         create_on(cluster.node(leader), "stale", "c").await.unwrap();
         // Make sure the follower has the old value applied before it is paused.
-        assert_eq!(list_ids(cluster.node(follower), "stale", false).await.unwrap(), ["c"]);
+        assert_eq!(
+            list_ids(cluster.node(follower), "stale", false)
+                .await
+                .unwrap(),
+            ["c"]
+        );
 
         cluster.node(follower).signal(libc::SIGSTOP);
-        let mut edit = pb::Container { id: "c".into(), image: "new-image".into(), ..Default::default() };
+        let mut edit = pb::Container {
+            id: "c".into(),
+            image: "new-image".into(),
+            ..Default::default()
+        };
         edit.labels.insert("version".into(), "2".into());
         let update = pb::UpdateContainerRequest {
             container: Some(edit),
-            update_mask: Some(prost_types::FieldMask { paths: vec!["image".into(), "labels.version".into()] }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["image".into(), "labels.version".into()],
+            }),
         };
-        containers_client(cluster.node(leader).channel().await.unwrap()).update(in_ns("stale", update)).await.unwrap();
+        containers_client(cluster.node(leader).channel().await.unwrap())
+            .update(in_ns("stale", update))
+            .await
+            .unwrap();
         cluster.node(follower).signal(libc::SIGCONT);
 
         // Read from the follower at once: it must return the new value.
@@ -197,10 +276,18 @@ async fn a_node_cut_off_from_the_others_refuses_linearizable_reads() {
         assert_eq!(status.code(), Code::Unavailable, "{status:?}");
         assert!(started.elapsed() < Duration::from_secs(15));
         // An explicitly serializable read still answers from local state.
-        assert_eq!(list_ids(cluster.node(1), "cut", true).await.unwrap(), ["before"]);
+        assert_eq!(
+            list_ids(cluster.node(1), "cut", true).await.unwrap(),
+            ["before"]
+        );
         // And a write fails rather than hanging past its timeout.
-        let status = create_on(cluster.node(1), "cut", "after").await.unwrap_err();
-        assert!(matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded), "{status:?}");
+        let status = create_on(cluster.node(1), "cut", "after")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded),
+            "{status:?}"
+        );
     })
     .await
 }
@@ -212,7 +299,9 @@ async fn all_nodes_killed_and_restarted_keep_every_acknowledged_write() {
         let mut expected = Vec::new();
         for i in 0..150 {
             let id = format!("r{i:03}");
-            create_on(&cluster.nodes[i % 3], "restart", &id).await.unwrap();
+            create_on(&cluster.nodes[i % 3], "restart", &id)
+                .await
+                .unwrap();
             expected.push(id);
         }
         for node in &mut cluster.nodes {
@@ -226,9 +315,16 @@ async fn all_nodes_killed_and_restarted_keep_every_acknowledged_write() {
         }
         cluster.wait_for_leader(&[]).await;
         for node in &cluster.nodes {
-            assert_eq!(list_ids(node, "restart", false).await.unwrap(), expected, "node {}", node.id);
+            assert_eq!(
+                list_ids(node, "restart", false).await.unwrap(),
+                expected,
+                "node {}",
+                node.id
+            );
         }
-        create_on(&cluster.nodes[1], "restart", "after-restart").await.unwrap();
+        create_on(&cluster.nodes[1], "restart", "after-restart")
+            .await
+            .unwrap();
         // Restart once more: nothing is applied twice (a create applied twice would fail or duplicate).
         for node in &mut cluster.nodes {
             node.kill();
@@ -240,7 +336,12 @@ async fn all_nodes_killed_and_restarted_keep_every_acknowledged_write() {
         cluster.wait_for_leader(&[]).await;
         expected.insert(0, "after-restart".into());
         for node in &cluster.nodes {
-            assert_eq!(list_ids(node, "restart", false).await.unwrap(), expected, "node {}", node.id);
+            assert_eq!(
+                list_ids(node, "restart", false).await.unwrap(),
+                expected,
+                "node {}",
+                node.id
+            );
         }
     })
     .await
@@ -251,24 +352,65 @@ async fn hostile_peer_messages_do_not_crash_a_node() {
     bounded(async {
         let mut cluster = TestCluster::start(3, &[]).await;
         let mut raft = RaftClient::new(cluster.nodes[0].channel().await.unwrap());
-        let garbage = RaftRequest { target: 1, source: 9, payload: vec![0xff; 64] };
+        let garbage = RaftRequest {
+            target: 1,
+            source: 9,
+            payload: vec![0xff; 64],
+        };
         let status = raft.append_entries(garbage.clone()).await.unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-        assert_eq!(raft.vote(garbage.clone()).await.unwrap_err().code(), Code::InvalidArgument);
-        assert_eq!(raft.install_snapshot(garbage.clone()).await.unwrap_err().code(), Code::InvalidArgument);
-        assert_eq!(raft.forward_write(garbage.clone()).await.unwrap_err().code(), Code::InvalidArgument);
-        let wrong_target = RaftRequest { target: 2, ..garbage.clone() };
-        assert_eq!(raft.vote(wrong_target).await.unwrap_err().code(), Code::FailedPrecondition);
-        let empty = RaftRequest { target: 1, source: 1, payload: vec![] };
-        assert_eq!(raft.append_entries(empty).await.unwrap_err().code(), Code::InvalidArgument);
+        assert_eq!(
+            raft.vote(garbage.clone()).await.unwrap_err().code(),
+            Code::InvalidArgument
+        );
+        assert_eq!(
+            raft.install_snapshot(garbage.clone())
+                .await
+                .unwrap_err()
+                .code(),
+            Code::InvalidArgument
+        );
+        assert_eq!(
+            raft.forward_write(garbage.clone())
+                .await
+                .unwrap_err()
+                .code(),
+            Code::InvalidArgument
+        );
+        let wrong_target = RaftRequest {
+            target: 2,
+            ..garbage.clone()
+        };
+        assert_eq!(
+            raft.vote(wrong_target).await.unwrap_err().code(),
+            Code::FailedPrecondition
+        );
+        let empty = RaftRequest {
+            target: 1,
+            source: 1,
+            payload: vec![],
+        };
+        assert_eq!(
+            raft.append_entries(empty).await.unwrap_err().code(),
+            Code::InvalidArgument
+        );
         // A well-formed vote from an unknown node with a stale term is simply refused.
         let vote = openraft::raft::VoteRequest::<u64>::new(openraft::Vote::new(0, 42), None);
-        let request = RaftRequest { target: 1, source: 42, payload: berth::raft::codec::encode(&vote).unwrap() };
+        let request = RaftRequest {
+            target: 1,
+            source: 42,
+            payload: berth::raft::codec::encode(&vote).unwrap(),
+        };
         raft.vote(request).await.unwrap();
 
         assert!(cluster.node(1).is_running(), "node 1 died");
-        create_on(&cluster.nodes[0], "default", "still-fine").await.unwrap();
-        assert_eq!(list_ids(&cluster.nodes[2], "default", false).await.unwrap(), ["still-fine"]);
+        create_on(&cluster.nodes[0], "default", "still-fine")
+            .await
+            .unwrap();
+        assert_eq!(
+            list_ids(&cluster.nodes[2], "default", false).await.unwrap(),
+            ["still-fine"]
+        );
     })
     .await
 }

@@ -37,7 +37,9 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_millis(1500);
 /// Checks a node id and address given by an operator.
 pub fn validate_member(id: NodeId, address: &str) -> Result<()> {
     if id == 0 {
-        return Err(Error::InvalidArgument("node ids are positive integers; 0 is not one".into()));
+        return Err(Error::InvalidArgument(
+            "node ids are positive integers; 0 is not one".into(),
+        ));
     }
     crate::node::bootstrap::parse_members(&format!("{id}={address}")).map(|_| ())
 }
@@ -55,7 +57,12 @@ pub async fn add_node(
 ) -> Result<()> {
     validate_member(id, address)?;
     let report = |phase: &str, learner_applied: u64, leader_applied: u64, message: String| {
-        progress(AddNodeProgress { phase: phase.into(), learner_applied, leader_applied, message });
+        progress(AddNodeProgress {
+            phase: phase.into(),
+            learner_applied,
+            leader_applied,
+            message,
+        });
     };
     let membership = node.membership();
     match membership.nodes.get(&id) {
@@ -66,16 +73,31 @@ pub async fn add_node(
             )));
         }
         Some(_) if membership.voters.contains(&id) => {
-            report("already-member", 0, 0, format!("node {id} at {address} is already a voter"));
+            report(
+                "already-member",
+                0,
+                0,
+                format!("node {id} at {address} is already a voter"),
+            );
             return Ok(());
         }
-        Some(_) => report("learner-added", 0, 0, format!("node {id} is already a learner; waiting for it to catch up")),
+        Some(_) => report(
+            "learner-added",
+            0,
+            0,
+            format!("node {id} is already a learner; waiting for it to catch up"),
+        ),
         None => {
             node.raft()
                 .add_learner(id, BasicNode::new(address), false)
                 .await
                 .map_err(|e| membership_error(e, "adding a learner"))?;
-            report("learner-added", 0, 0, format!("node {id} at {address} added as a learner"));
+            report(
+                "learner-added",
+                0,
+                0,
+                format!("node {id} at {address} added as a learner"),
+            );
         }
     }
 
@@ -93,7 +115,10 @@ pub async fn add_node(
             Err(e) => format!("node {id} does not answer yet: {e}"),
         };
         report("catching-up", learner_applied, leader_applied, message);
-        if learner.is_ok() && learner_applied >= floor && learner_applied + max_lag >= leader_applied {
+        if learner.is_ok()
+            && learner_applied >= floor
+            && learner_applied + max_lag >= leader_applied
+        {
             break;
         }
         if Instant::now() >= deadline {
@@ -110,7 +135,12 @@ pub async fn add_node(
         .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
         .await
         .map_err(|e| membership_error(e, "promoting the learner"))?;
-    report("promoted", node.applied_index(), node.applied_index(), format!("node {id} is now a voter"));
+    report(
+        "promoted",
+        node.applied_index(),
+        node.applied_index(),
+        format!("node {id} is now a voter"),
+    );
     Ok(())
 }
 
@@ -118,17 +148,28 @@ pub async fn add_node(
 /// leader.
 pub async fn remove_node(node: &Node, id: NodeId, force: bool) -> Result<RemoveNodeResponse> {
     if id == 0 {
-        return Err(Error::InvalidArgument("node ids are positive integers; 0 is not one".into()));
+        return Err(Error::InvalidArgument(
+            "node ids are positive integers; 0 is not one".into(),
+        ));
     }
     let membership = node.membership();
     let Some(removed) = membership.nodes.get(&id).cloned() else {
-        return Err(Error::NotFound(format!("node {id} is not a member of the cluster")));
+        return Err(Error::NotFound(format!(
+            "node {id} is not a member of the cluster"
+        )));
     };
     let mut warnings = Vec::new();
     let change = if membership.voters.contains(&id) {
-        let remaining: Vec<NodeId> = membership.voters.iter().copied().filter(|v| *v != id).collect();
+        let remaining: Vec<NodeId> = membership
+            .voters
+            .iter()
+            .copied()
+            .filter(|v| *v != id)
+            .collect();
         if remaining.is_empty() {
-            return Err(Error::FailedPrecondition(format!("node {id} is the last voter; a cluster cannot remove it")));
+            return Err(Error::FailedPrecondition(format!(
+                "node {id} is the last voter; a cluster cannot remove it"
+            )));
         }
         let live = status::live_members(node, &remaining).await;
         let quorum = remaining.len() / 2 + 1;
@@ -145,40 +186,58 @@ pub async fn remove_node(node: &Node, id: NodeId, force: bool) -> Result<RemoveN
                 )));
             }
             tracing::warn!("forced removal: {text}");
-            warnings.push(format!("forced: {text}; the cluster may be unavailable until members return"));
+            warnings.push(format!(
+                "forced: {text}; the cluster may be unavailable until members return"
+            ));
         }
         ChangeMembers::RemoveVoters(BTreeSet::from([id]))
     } else {
         ChangeMembers::RemoveNodes(BTreeSet::from([id]))
     };
-    node.raft().change_membership(change, false).await.map_err(|e| membership_error(e, "removing the node"))?;
+    node.raft()
+        .change_membership(change, false)
+        .await
+        .map_err(|e| membership_error(e, "removing the node"))?;
 
     // Tell the removed node, so that it stops serving and campaigning.
     if id == node.id() {
         node.retire()?;
     } else if let Err(e) = tell_retired(node, id, &removed.addr).await {
-        warnings.push(format!("node {id} could not be told it was removed ({e}); stop it and wipe its data dir"));
+        warnings.push(format!(
+            "node {id} could not be told it was removed ({e}); stop it and wipe its data dir"
+        ));
     }
-    Ok(RemoveNodeResponse { message: format!("node {id} ({}) removed", removed.addr), warnings })
+    Ok(RemoveNodeResponse {
+        message: format!("node {id} ({}) removed", removed.addr),
+        warnings,
+    })
 }
 
 async fn tell_retired(node: &Node, id: NodeId, addr: &str) -> Result<()> {
     let mut client = status::cluster_client(node, addr)?;
     let mut request = tonic::Request::new(RetireRequest { id });
     request.set_timeout(PROBE_TIMEOUT);
-    client.retire(request).await.map_err(|s| Error::Unavailable(s.message().to_string()))?;
+    client
+        .retire(request)
+        .await
+        .map_err(|s| Error::Unavailable(s.message().to_string()))?;
     Ok(())
 }
 
 /// Maps openraft's membership-change errors to berth's categories.
-fn membership_error(err: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>, doing: &str) -> Error {
+fn membership_error(
+    err: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>,
+    doing: &str,
+) -> Error {
     match err {
         RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => {
             Error::Unavailable(format!("{doing}: leadership changed; retry"))
         }
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(ChangeMembershipError::InProgress(e))) => {
-            Error::Unavailable(format!("{doing}: another membership change is in progress ({e}); retry"))
-        }
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(
+            ChangeMembershipError::InProgress(e),
+        )) => Error::Unavailable(format!(
+            "{doing}: another membership change is in progress ({e}); retry"
+        )),
         RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
             Error::FailedPrecondition(format!("{doing}: {e}"))
         }

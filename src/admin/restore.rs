@@ -21,8 +21,8 @@ use openraft::{BasicNode, CommittedLeaderId, Membership};
 
 use crate::error::{Error, Result};
 use crate::node::Node;
-use crate::raft::snapshot::{self, SnapshotDir, SnapshotReader};
 use crate::raft::log_store::PURGED;
+use crate::raft::snapshot::{self, SnapshotDir, SnapshotReader};
 use crate::raft::state_machine::{APPLIED_KEY, install_image};
 use crate::raft::{LogId, NodeId, SnapshotMeta, StoredMembership, codec};
 use crate::store::image::DataTree;
@@ -38,12 +38,21 @@ const BUILD_TIMEOUT: Duration = Duration::from_secs(120);
 pub async fn fresh_snapshot(node: &Node) -> Result<(SnapshotMeta, File)> {
     let applied = node.raft().metrics().borrow().last_applied;
     let Some(applied) = applied else {
-        return Err(Error::FailedPrecondition("this node has applied nothing yet; nothing to back up".into()));
+        return Err(Error::FailedPrecondition(
+            "this node has applied nothing yet; nothing to back up".into(),
+        ));
     };
-    node.raft().trigger().snapshot().await.map_err(|e| Error::Unavailable(format!("triggering a snapshot: {e}")))?;
+    node.raft()
+        .trigger()
+        .snapshot()
+        .await
+        .map_err(|e| Error::Unavailable(format!("triggering a snapshot: {e}")))?;
     node.raft()
         .wait(Some(BUILD_TIMEOUT))
-        .metrics(|m| m.snapshot.is_some_and(|s| s.index >= applied.index), "snapshot covering the applied index")
+        .metrics(
+            |m| m.snapshot.is_some_and(|s| s.index >= applied.index),
+            "snapshot covering the applied index",
+        )
         .await
         .map_err(|e| Error::Unavailable(format!("waiting for the snapshot: {e}")))?;
     let (meta, _, file) = node
@@ -63,9 +72,16 @@ pub struct Restored {
 
 /// Prepares `data_dir` (absent or empty) for node `node_id` of a new
 /// cluster of `members`, holding exactly the data of the backup `file`.
-pub fn restore(file: &Path, data_dir: &Path, node_id: NodeId, members: &BTreeMap<NodeId, String>) -> Result<Restored> {
+pub fn restore(
+    file: &Path,
+    data_dir: &Path,
+    node_id: NodeId,
+    members: &BTreeMap<NodeId, String>,
+) -> Result<Restored> {
     if !members.contains_key(&node_id) {
-        return Err(Error::InvalidArgument(format!("--initial-cluster does not list node {node_id}")));
+        return Err(Error::InvalidArgument(format!(
+            "--initial-cluster does not list node {node_id}"
+        )));
     }
     if data_dir.exists() && std::fs::read_dir(data_dir)?.next().is_some() {
         return Err(Error::FailedPrecondition(format!(
@@ -73,7 +89,8 @@ pub fn restore(file: &Path, data_dir: &Path, node_id: NodeId, members: &BTreeMap
             data_dir.display()
         )));
     }
-    let mut backup = File::open(file).map_err(|e| Error::InvalidArgument(format!("opening {}: {e}", file.display())))?;
+    let mut backup = File::open(file)
+        .map_err(|e| Error::InvalidArgument(format!("opening {}: {e}", file.display())))?;
     let (backup_meta, records) = snapshot::verify(&mut backup)
         .map_err(|e| e.context(format!("{} is not a valid berth backup", file.display())))?;
     let log_index = backup_meta.last_log_id.map(|l| l.index).unwrap_or(0);
@@ -82,10 +99,17 @@ pub fn restore(file: &Path, data_dir: &Path, node_id: NodeId, members: &BTreeMap
     // appends sorts after the restored position.
     let log_id = LogId::new(CommittedLeaderId::new(0, 0), log_index);
     let voters: BTreeSet<NodeId> = members.keys().copied().collect();
-    let nodes: BTreeMap<NodeId, BasicNode> = members.iter().map(|(id, addr)| (*id, BasicNode::new(addr))).collect();
+    let nodes: BTreeMap<NodeId, BasicNode> = members
+        .iter()
+        .map(|(id, addr)| (*id, BasicNode::new(addr)))
+        .collect();
     let membership = StoredMembership::new(Some(log_id), Membership::new(vec![voters], nodes));
     let cluster_id = derived_cluster_id(&mut backup, members)?;
-    let meta = SnapshotMeta { last_log_id: Some(log_id), last_membership: membership, snapshot_id: format!("restored-{log_index}") };
+    let meta = SnapshotMeta {
+        last_log_id: Some(log_id),
+        last_membership: membership,
+        snapshot_id: format!("restored-{log_index}"),
+    };
 
     std::fs::create_dir_all(data_dir)?;
     let store = Store::open(&data_dir.join("state"), &StoreOptions::default())?;
@@ -98,7 +122,9 @@ pub fn restore(file: &Path, data_dir: &Path, node_id: NodeId, members: &BTreeMap
     });
     install_image(&store, &meta, image)?;
     if store.cluster_id()?.is_none() {
-        let command = crate::store::command::Command::InitCluster { cluster_id: cluster_id.clone() };
+        let command = crate::store::command::Command::InitCluster {
+            cluster_id: cluster_id.clone(),
+        };
         let applied = codec::encode(&Some(log_id))?;
         store.apply(&[&command], &[(APPLIED_KEY, &applied)])?;
     }
@@ -111,9 +137,15 @@ pub fn restore(file: &Path, data_dir: &Path, node_id: NodeId, members: &BTreeMap
 
     let wal = Wal::open(data_dir.join("wal"), WalOptions::default())
         .map_err(|e| Error::Internal(format!("creating the raft log: {e}")))?;
-    wal.save_meta(PURGED, &codec::encode(&log_id)?).map_err(|e| Error::Internal(e.to_string()))?;
-    wal.purge(log_index).map_err(|e| Error::Internal(e.to_string()))?;
-    Ok(Restored { records, log_index, cluster_id })
+    wal.save_meta(PURGED, &codec::encode(&log_id)?)
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    wal.purge(log_index)
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(Restored {
+        records,
+        log_index,
+        cluster_id,
+    })
 }
 
 /// The restored cluster's id: the same for every member restored from the
@@ -133,5 +165,9 @@ fn derived_cluster_id(backup: &mut File, members: &BTreeMap<NodeId, String>) -> 
         second.update(item.as_bytes());
     }
     second.update(&checksum);
-    Ok(format!("{:08x}{:08x}", hasher.finalize(), second.finalize()))
+    Ok(format!(
+        "{:08x}{:08x}",
+        hasher.finalize(),
+        second.finalize()
+    ))
 }

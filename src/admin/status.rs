@@ -11,7 +11,9 @@ use crate::admin::PROBE_TIMEOUT;
 use crate::error::{Error, Result};
 use crate::node::{Consistency, Node};
 use crate::proto::berth::cluster::v1::cluster_client::ClusterClient;
-use crate::proto::berth::cluster::v1::{HealthResponse, LocalStatusRequest, MemberStatus, StatusResponse};
+use crate::proto::berth::cluster::v1::{
+    HealthResponse, LocalStatusRequest, MemberStatus, StatusResponse,
+};
 use crate::raft::NodeId;
 
 /// A cluster-service client to a peer, over the node's cached channel.
@@ -25,7 +27,10 @@ pub fn local(node: &Node) -> MemberStatus {
     let metrics = node.raft().metrics().borrow().clone();
     let membership = metrics.membership_config.membership();
     let voter = membership.voter_ids().any(|v| v == node.id());
-    let address = membership.get_node(&node.id()).map(|n| n.addr.clone()).unwrap_or_default();
+    let address = membership
+        .get_node(&node.id())
+        .map(|n| n.addr.clone())
+        .unwrap_or_default();
     let role = if voter {
         "voter"
     } else if membership.get_node(&node.id()).is_some() {
@@ -62,11 +67,18 @@ pub async fn probe(node: &Node, id: NodeId, addr: &str) -> Result<MemberStatus> 
     request.set_timeout(PROBE_TIMEOUT);
     let status = tokio::time::timeout(PROBE_TIMEOUT, client.local_status(request))
         .await
-        .map_err(|_| Error::Unavailable(format!("node {id} at {addr} did not answer within {PROBE_TIMEOUT:?}")))?
+        .map_err(|_| {
+            Error::Unavailable(format!(
+                "node {id} at {addr} did not answer within {PROBE_TIMEOUT:?}"
+            ))
+        })?
         .map_err(|s| Error::Unavailable(format!("node {id} at {addr}: {}", s.message())))?
         .into_inner();
     if status.id != id {
-        return Err(Error::FailedPrecondition(format!("{addr} answers as node {}, not node {id}", status.id)));
+        return Err(Error::FailedPrecondition(format!(
+            "{addr} answers as node {}, not node {id}",
+            status.id
+        )));
     }
     Ok(status)
 }
@@ -76,7 +88,11 @@ pub async fn live_members(node: &Node, ids: &[NodeId]) -> Vec<NodeId> {
     let membership = node.membership();
     let membership = &membership;
     let probes = ids.iter().map(|id| async move {
-        let addr = membership.nodes.get(id).map(|n| n.addr.clone()).unwrap_or_default();
+        let addr = membership
+            .nodes
+            .get(id)
+            .map(|n| n.addr.clone())
+            .unwrap_or_default();
         let alive = matches!(probe(node, *id, &addr).await, Ok(s) if !s.retired);
         alive.then_some(*id)
     });
@@ -103,9 +119,17 @@ pub async fn cluster(node: &Node) -> StatusResponse {
     });
     let mut members: Vec<MemberStatus> = join_all(probes).await;
     let leader_id = node.raft().metrics().borrow().current_leader.unwrap_or(0);
-    let leader_applied = members.iter().find(|m| m.id == leader_id).map(|m| m.applied_index);
+    let leader_applied = members
+        .iter()
+        .find(|m| m.id == leader_id)
+        .map(|m| m.applied_index);
     for member in &mut members {
-        member.role = if membership.voters.contains(&member.id) { "voter" } else { "learner" }.into();
+        member.role = if membership.voters.contains(&member.id) {
+            "voter"
+        } else {
+            "learner"
+        }
+        .into();
         member.leader = member.id == leader_id;
         if let (Some(leader_applied), true) = (leader_applied, member.reachable) {
             member.lag = leader_applied.saturating_sub(member.applied_index);
@@ -125,17 +149,35 @@ pub async fn cluster(node: &Node) -> StatusResponse {
 /// confirmed its leadership with a live quorum just now.
 pub async fn health(node: &Node) -> HealthResponse {
     let leader_id = node.raft().metrics().borrow().current_leader.unwrap_or(0);
-    let check = tokio::time::timeout(Duration::from_secs(3), node.read_barrier(Consistency::Linearizable)).await;
+    let check = tokio::time::timeout(
+        Duration::from_secs(3),
+        node.read_barrier(Consistency::Linearizable),
+    )
+    .await;
     match check {
-        Ok(Ok(())) => HealthResponse { healthy: true, reason: format!("leader {leader_id} confirmed a quorum"), leader_id },
-        Ok(Err(e)) => HealthResponse { healthy: false, reason: e.to_string(), leader_id },
-        Err(_) => HealthResponse { healthy: false, reason: "no quorum confirmation within 3s".into(), leader_id },
+        Ok(Ok(())) => HealthResponse {
+            healthy: true,
+            reason: format!("leader {leader_id} confirmed a quorum"),
+            leader_id,
+        },
+        Ok(Err(e)) => HealthResponse {
+            healthy: false,
+            reason: e.to_string(),
+            leader_id,
+        },
+        Err(_) => HealthResponse {
+            healthy: false,
+            reason: "no quorum confirmation within 3s".into(),
+            leader_id,
+        },
     }
 }
 
 /// Bytes of files under `dir` (recursively); 0 for what cannot be read.
 fn dir_size(dir: &std::path::Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
     entries
         .flatten()
         .map(|entry| match entry.metadata() {

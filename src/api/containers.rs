@@ -34,7 +34,7 @@ impl ContainersService {
     /// Proposes a command that answers with a container.
     async fn write_container(&self, command: Command) -> Result<Container, Status> {
         match self.node.write(command).await? {
-            Applied::Container(container) => Ok(container),
+            Applied::Container(container) => Ok(*container),
             other => Err(Error::Internal(format!("a container write applied as {other:?}")).into()),
         }
     }
@@ -43,14 +43,29 @@ impl ContainersService {
 #[tonic::async_trait]
 impl Containers for ContainersService {
     #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
-    async fn get(&self, request: Request<GetContainerRequest>) -> Result<Response<GetContainerResponse>, Status> {
+    async fn get(
+        &self,
+        request: Request<GetContainerRequest>,
+    ) -> Result<Response<GetContainerResponse>, Status> {
         let namespace = request::namespace(&request)?;
-        self.node.read_barrier(request::consistency(&request)?).await?;
+        self.node
+            .read_barrier(request::consistency(&request)?)
+            .await?;
         let id = &request.get_ref().id;
-        let container = self.node.store().container(&namespace, id)?.ok_or_else(|| {
-            Error::not_found(format!("container {} in namespace {}", go_quote(id), go_quote(&namespace)))
-        })?;
-        Ok(Response::new(GetContainerResponse { container: Some(container.into()) }))
+        let container = self
+            .node
+            .store()
+            .container(&namespace, id)?
+            .ok_or_else(|| {
+                Error::not_found(format!(
+                    "container {} in namespace {}",
+                    go_quote(id),
+                    go_quote(&namespace)
+                ))
+            })?;
+        Ok(Response::new(GetContainerResponse {
+            container: Some(container.into()),
+        }))
     }
 
     #[tracing::instrument(skip_all)]
@@ -61,7 +76,10 @@ impl Containers for ContainersService {
         let listing = Listing::prepare(&self.node, &request, &request.get_ref().filters).await?;
         let store = self.node.store().clone();
         let containers = listing::collect_bounded(move || {
-            store.containers(&listing.namespace).filter(move |c| listing.keep(c)).map(|c| c.map(pb::Container::from))
+            store
+                .containers(&listing.namespace)
+                .filter(move |c| listing.keep(c))
+                .map(|c| c.map(pb::Container::from))
         })
         .await?;
         Ok(Response::new(ListContainersResponse { containers }))
@@ -80,7 +98,11 @@ impl Containers for ContainersService {
             store
                 .containers(&listing.namespace)
                 .filter(move |c| listing.keep(c))
-                .map(|c| c.map(|c| ListContainerMessage { container: Some(c.into()) }))
+                .map(|c| {
+                    c.map(|c| ListContainerMessage {
+                        container: Some(c.into()),
+                    })
+                })
         });
         Ok(Response::new(stream))
     }
@@ -97,8 +119,15 @@ impl Containers for ContainersService {
         let now = Timestamp::now();
         container.created_at = now;
         container.updated_at = now;
-        let created = self.write_container(Command::CreateContainer { namespace, container }).await?;
-        Ok(Response::new(CreateContainerResponse { container: Some(created.into()) }))
+        let created = self
+            .write_container(Command::CreateContainer {
+                namespace,
+                container,
+            })
+            .await?;
+        Ok(Response::new(CreateContainerResponse {
+            container: Some(created.into()),
+        }))
     }
 
     #[tracing::instrument(skip_all, fields(id))]
@@ -107,7 +136,11 @@ impl Containers for ContainersService {
         request: Request<UpdateContainerRequest>,
     ) -> Result<Response<UpdateContainerResponse>, Status> {
         let message = request.get_ref();
-        let id = message.container.as_ref().map(|c| c.id.as_str()).unwrap_or_default();
+        let id = message
+            .container
+            .as_ref()
+            .map(|c| c.id.as_str())
+            .unwrap_or_default();
         tracing::Span::current().record("id", id);
         if id.is_empty() {
             // containerd checks this before the namespace.
@@ -117,16 +150,32 @@ impl Containers for ContainersService {
         let message = request.into_inner();
         let container = Container::from(message.container.unwrap_or_default());
         let mask = message.update_mask.map(|m| m.paths).unwrap_or_default();
-        let command = Command::UpdateContainer { namespace, container, mask, now: Timestamp::now() };
+        let command = Command::UpdateContainer {
+            namespace,
+            container,
+            mask,
+            now: Timestamp::now(),
+        };
         let updated = self.write_container(command).await?;
-        Ok(Response::new(UpdateContainerResponse { container: Some(updated.into()) }))
+        Ok(Response::new(UpdateContainerResponse {
+            container: Some(updated.into()),
+        }))
     }
 
     #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
-    async fn delete(&self, request: Request<DeleteContainerRequest>) -> Result<Response<()>, Status> {
+    async fn delete(
+        &self,
+        request: Request<DeleteContainerRequest>,
+    ) -> Result<Response<()>, Status> {
         let namespace = request::namespace(&request)?;
         let id = request.into_inner().id;
-        self.node.write(Command::DeleteContainer { namespace, id, now: Timestamp::now() }).await?;
+        self.node
+            .write(Command::DeleteContainer {
+                namespace,
+                id,
+                now: Timestamp::now(),
+            })
+            .await?;
         Ok(Response::new(()))
     }
 }

@@ -10,37 +10,55 @@ use prost::Name;
 
 impl From<prost_types::Any> for AnyValue {
     fn from(any: prost_types::Any) -> Self {
-        AnyValue { type_url: any.type_url, value: any.value }
+        AnyValue {
+            type_url: any.type_url,
+            value: any.value,
+        }
     }
 }
 
 impl From<AnyValue> for prost_types::Any {
     fn from(any: AnyValue) -> Self {
-        prost_types::Any { type_url: any.type_url, value: any.value }
+        prost_types::Any {
+            type_url: any.type_url,
+            value: any.value,
+        }
     }
 }
 
 impl From<Timestamp> for prost_types::Timestamp {
     fn from(t: Timestamp) -> Self {
-        prost_types::Timestamp { seconds: t.seconds, nanos: t.nanos }
+        prost_types::Timestamp {
+            seconds: t.seconds,
+            nanos: t.nanos,
+        }
     }
 }
 
 impl From<prost_types::Timestamp> for Timestamp {
     fn from(t: prost_types::Timestamp) -> Self {
-        Timestamp { seconds: t.seconds, nanos: t.nanos }
+        Timestamp {
+            seconds: t.seconds,
+            nanos: t.nanos,
+        }
     }
 }
 
 impl From<pb::container::Runtime> for Runtime {
     fn from(r: pb::container::Runtime) -> Self {
-        Runtime { name: r.name, options: r.options.map(Into::into) }
+        Runtime {
+            name: r.name,
+            options: r.options.map(Into::into),
+        }
     }
 }
 
 impl From<Runtime> for pb::container::Runtime {
     fn from(r: Runtime) -> Self {
-        pb::container::Runtime { name: r.name, options: r.options.map(Into::into) }
+        pb::container::Runtime {
+            name: r.name,
+            options: r.options.map(Into::into),
+        }
     }
 }
 
@@ -58,7 +76,11 @@ impl From<pb::Container> for Container {
             snapshot_key: c.snapshot_key,
             created_at: Timestamp::default(),
             updated_at: Timestamp::default(),
-            extensions: c.extensions.into_iter().map(|(k, v)| (k, v.into())).collect(),
+            extensions: c
+                .extensions
+                .into_iter()
+                .map(|(k, v)| (k, v.into()))
+                .collect(),
             sandbox: c.sandbox,
         }
     }
@@ -76,7 +98,11 @@ impl From<Container> for pb::Container {
             snapshot_key: c.snapshot_key,
             created_at: Some(c.created_at.into()),
             updated_at: Some(c.updated_at.into()),
-            extensions: c.extensions.into_iter().map(|(k, v)| (k, v.into())).collect(),
+            extensions: c
+                .extensions
+                .into_iter()
+                .map(|(k, v)| (k, v.into()))
+                .collect(),
             sandbox: c.sandbox,
         }
     }
@@ -84,13 +110,21 @@ impl From<Container> for pb::Container {
 
 impl From<Lease> for pb_leases::Lease {
     fn from(l: Lease) -> Self {
-        pb_leases::Lease { id: l.id, created_at: Some(l.created_at.into()), labels: l.labels }
+        pb_leases::Lease {
+            id: l.id,
+            created_at: Some(l.created_at.into()),
+            labels: l.labels,
+        }
     }
 }
 
 impl From<pb_leases::Lease> for Lease {
     fn from(l: pb_leases::Lease) -> Self {
-        Lease { id: l.id, created_at: l.created_at.map(Into::into).unwrap_or_default(), labels: l.labels }
+        Lease {
+            id: l.id,
+            created_at: l.created_at.map(Into::into).unwrap_or_default(),
+            labels: l.labels,
+        }
     }
 }
 
@@ -98,29 +132,39 @@ impl From<pb_leases::Lease> for Lease {
 /// message name, no `type.googleapis.com/` prefix): ctr 1.6 resolves type
 /// URLs by exact string.
 fn bare_any<M: Name>(message: &M) -> prost_types::Any {
-    prost_types::Any { type_url: M::full_name(), value: message.encode_to_vec() }
+    prost_types::Any {
+        type_url: M::full_name(),
+        value: message.encode_to_vec(),
+    }
 }
 
 /// The event's payload as containerd encodes it.
 pub fn event_payload(event: &Event) -> prost_types::Any {
     match &event.kind {
-        EventKind::ContainerCreate { id, image, runtime } => bare_any(&pb_events::ContainerCreate {
-            id: id.clone(),
-            image: image.clone(),
-            runtime: Some(pb_events::container_create::Runtime {
-                name: runtime.name.clone(),
-                options: runtime.options.clone().map(Into::into),
-            }),
-        }),
-        EventKind::ContainerUpdate { id, image, labels, snapshot_key } => {
-            bare_any(&pb_events::ContainerUpdate {
+        EventKind::ContainerCreate { id, image, runtime } => {
+            bare_any(&pb_events::ContainerCreate {
                 id: id.clone(),
                 image: image.clone(),
-                labels: labels.clone(),
-                snapshot_key: snapshot_key.clone(),
+                runtime: Some(pb_events::container_create::Runtime {
+                    name: runtime.name.clone(),
+                    options: runtime.options.clone().map(Into::into),
+                }),
             })
         }
-        EventKind::ContainerDelete { id } => bare_any(&pb_events::ContainerDelete { id: id.clone() }),
+        EventKind::ContainerUpdate {
+            id,
+            image,
+            labels,
+            snapshot_key,
+        } => bare_any(&pb_events::ContainerUpdate {
+            id: id.clone(),
+            image: image.clone(),
+            labels: labels.clone(),
+            snapshot_key: snapshot_key.clone(),
+        }),
+        EventKind::ContainerDelete { id } => {
+            bare_any(&pb_events::ContainerDelete { id: id.clone() })
+        }
     }
 }
 
@@ -144,7 +188,10 @@ mod tests {
     fn request_timestamps_are_ignored_and_runtime_defaults() {
         let request = pb::Container {
             id: "c".into(),
-            created_at: Some(prost_types::Timestamp { seconds: -62135596800, nanos: 0 }),
+            created_at: Some(prost_types::Timestamp {
+                seconds: -62135596800,
+                nanos: 0,
+            }),
             ..Default::default()
         };
         let model = Container::from(request);

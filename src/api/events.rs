@@ -14,7 +14,9 @@ use crate::api::convert::event_payload;
 use crate::events::{Event, EventKind};
 use crate::node::Node;
 use crate::proto::containerd::services::events::v1::events_server::Events;
-use crate::proto::containerd::services::events::v1::{Envelope, ForwardRequest, PublishRequest, SubscribeRequest};
+use crate::proto::containerd::services::events::v1::{
+    Envelope, ForwardRequest, PublishRequest, SubscribeRequest,
+};
 use crate::store::containers::present;
 use crate::store::filter::{Adaptor, FilterSet};
 
@@ -32,21 +34,27 @@ impl EventsService {
 #[tonic::async_trait]
 impl Events for EventsService {
     async fn publish(&self, _request: Request<PublishRequest>) -> Result<Response<()>, Status> {
-        Err(Status::unimplemented("berth publishes only the events of its own containers store"))
+        Err(Status::unimplemented(
+            "berth publishes only the events of its own containers store",
+        ))
     }
 
     async fn forward(&self, _request: Request<ForwardRequest>) -> Result<Response<()>, Status> {
-        Err(Status::unimplemented("berth publishes only the events of its own containers store"))
+        Err(Status::unimplemented(
+            "berth publishes only the events of its own containers store",
+        ))
     }
 
     type SubscribeStream = Pin<Box<dyn Stream<Item = Result<Envelope, Status>> + Send>>;
 
     #[tracing::instrument(skip_all)]
-    async fn subscribe(&self, request: Request<SubscribeRequest>) -> Result<Response<Self::SubscribeStream>, Status> {
+    async fn subscribe(
+        &self,
+        request: Request<SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
         // containerd reports a bad subscription filter as UNKNOWN.
-        let filters = FilterSet::parse(&request.get_ref().filters).map_err(|e| {
-            Status::unknown(format!("subscription error: failed parsing subscription filters: {e}"))
-        })?;
+        let filters = FilterSet::parse(&request.get_ref().filters)
+            .map_err(|e| Status::unknown(e.subscribe_message()))?;
         let mut events = self.node.events().subscribe();
         let stream = async_stream::stream! {
             loop {
@@ -99,9 +107,13 @@ fn event_field<'a>(kind: &'a EventKind, path: &[String]) -> Option<Cow<'a, str>>
         (EventKind::ContainerCreate { image, .. }, ["image"])
         | (EventKind::ContainerUpdate { image, .. }, ["image"]) => present(image),
         (EventKind::ContainerCreate { runtime, .. }, ["runtime", "name"]) => present(&runtime.name),
-        (EventKind::ContainerUpdate { snapshot_key, .. }, ["snapshot_key"]) => present(snapshot_key),
+        (EventKind::ContainerUpdate { snapshot_key, .. }, ["snapshot_key"]) => {
+            present(snapshot_key)
+        }
         (EventKind::ContainerUpdate { labels, .. }, ["labels", key @ ..]) if !key.is_empty() => {
-            labels.get(&key.join(".")).map(|v| Cow::Borrowed(v.as_str()))
+            labels
+                .get(&key.join("."))
+                .map(|v| Cow::Borrowed(v.as_str()))
         }
         _ => None,
     }

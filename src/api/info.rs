@@ -55,8 +55,15 @@ impl Introspection for InfoService {
 
 #[tonic::async_trait]
 impl Snapshots for InfoService {
-    async fn remove(&self, request: Request<RemoveSnapshotRequest>) -> Result<Response<()>, Status> {
+    async fn remove(
+        &self,
+        request: Request<RemoveSnapshotRequest>,
+    ) -> Result<Response<()>, Status> {
         let key = &request.get_ref().key;
-        Err(Error::not_found(format!("snapshot {} does not exist (berth stores no snapshots)", go_quote(key))).into())
+        Err(Error::not_found(format!(
+            "snapshot {} does not exist (berth stores no snapshots)",
+            go_quote(key)
+        ))
+        .into())
     }
 }

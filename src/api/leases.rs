@@ -29,13 +29,26 @@ impl LeasesService {
 #[tonic::async_trait]
 impl Leases for LeasesService {
     #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
-    async fn create(&self, request: Request<CreateRequest>) -> Result<Response<CreateResponse>, Status> {
+    async fn create(
+        &self,
+        request: Request<CreateRequest>,
+    ) -> Result<Response<CreateResponse>, Status> {
         let namespace = request::namespace(&request)?;
         let message = request.into_inner();
-        let lease = Lease { id: message.id, created_at: Timestamp::now(), labels: message.labels };
+        let lease = Lease {
+            id: message.id,
+            created_at: Timestamp::now(),
+            labels: message.labels,
+        };
         validate(&lease)?;
-        match self.node.write(Command::CreateLease { namespace, lease }).await? {
-            Applied::Lease(lease) => Ok(Response::new(CreateResponse { lease: Some(lease.into()) })),
+        match self
+            .node
+            .write(Command::CreateLease { namespace, lease })
+            .await?
+        {
+            Applied::Lease(lease) => Ok(Response::new(CreateResponse {
+                lease: Some(lease.into()),
+            })),
             other => Err(Error::Internal(format!("a lease create applied as {other:?}")).into()),
         }
     }
@@ -44,7 +57,13 @@ impl Leases for LeasesService {
     async fn delete(&self, request: Request<DeleteRequest>) -> Result<Response<()>, Status> {
         let namespace = request::namespace(&request)?;
         let id = request.into_inner().id;
-        self.node.write(Command::DeleteLease { namespace, id, now: Timestamp::now() }).await?;
+        self.node
+            .write(Command::DeleteLease {
+                namespace,
+                id,
+                now: Timestamp::now(),
+            })
+            .await?;
         Ok(Response::new(()))
     }
 
@@ -53,7 +72,10 @@ impl Leases for LeasesService {
         let listing = Listing::prepare(&self.node, &request, &request.get_ref().filters).await?;
         let store = self.node.store().clone();
         let leases = listing::collect_bounded(move || {
-            store.leases(&listing.namespace).filter(move |l| listing.keep(l)).map(|l| l.map(Into::into))
+            store
+                .leases(&listing.namespace)
+                .filter(move |l| listing.keep(l))
+                .map(|l| l.map(Into::into))
         })
         .await?;
         Ok(Response::new(ListResponse { leases }))

@@ -24,9 +24,14 @@ pub struct Listing {
 impl Listing {
     /// Checks the namespace and the filters (in that order, as containerd),
     /// then waits for the read barrier the request asks for.
-    pub async fn prepare<T>(node: &Node, request: &Request<T>, filters: &[String]) -> Result<Listing> {
+    pub async fn prepare<T>(
+        node: &Node,
+        request: &Request<T>,
+        filters: &[String],
+    ) -> Result<Listing> {
         let namespace = request::namespace(request)?;
-        let filters = FilterSet::parse(filters).map_err(|e| Error::invalid(e.to_string()))?;
+        let filters = FilterSet::parse(filters)
+            .map_err(|e| Error::InvalidArgument(e.containerd_message()))?;
         node.read_barrier(request::consistency(request)?).await?;
         Ok(Listing { namespace, filters })
     }
@@ -34,7 +39,8 @@ impl Listing {
     /// Whether a scanned item belongs in the result (errors always do, so
     /// that they reach the client).
     pub fn keep<T: Adaptor>(&self, item: &Result<T>) -> bool {
-        item.as_ref().map_or(true, |value| self.filters.matches(value))
+        item.as_ref()
+            .map_or(true, |value| self.filters.matches(value))
     }
 }
 

@@ -39,12 +39,17 @@ impl PeerService {
 }
 
 fn reply<T: Serialize>(value: &T) -> Result<Response<RaftReply>, Status> {
-    Ok(Response::new(RaftReply { payload: codec::encode(value)? }))
+    Ok(Response::new(RaftReply {
+        payload: codec::encode(value)?,
+    }))
 }
 
 #[tonic::async_trait]
 impl RaftRpc for PeerService {
-    async fn append_entries(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+    async fn append_entries(
+        &self,
+        request: Request<RaftRequest>,
+    ) -> Result<Response<RaftReply>, Status> {
         let rpc = self.open(request)?;
         reply(&self.node.raft().append_entries(rpc).await)
     }
@@ -54,18 +59,27 @@ impl RaftRpc for PeerService {
         reply(&self.node.raft().vote(rpc).await)
     }
 
-    async fn install_snapshot(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+    async fn install_snapshot(
+        &self,
+        request: Request<RaftRequest>,
+    ) -> Result<Response<RaftReply>, Status> {
         let rpc = self.open(request)?;
         reply(&self.node.raft().install_snapshot(rpc).await)
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(node = self.node.id()))]
-    async fn forward_write(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+    async fn forward_write(
+        &self,
+        request: Request<RaftRequest>,
+    ) -> Result<Response<RaftReply>, Status> {
         let command = self.open(request)?;
         reply(&self.node.write_as_leader(command).await)
     }
 
-    async fn read_index(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+    async fn read_index(
+        &self,
+        request: Request<RaftRequest>,
+    ) -> Result<Response<RaftReply>, Status> {
         let () = self.open(request)?;
         reply(&self.node.read_index_as_leader().await)
     }

@@ -39,18 +39,23 @@ pub fn align_transport_status<B>(mut response: Response<B>) -> Response<B> {
 }
 
 fn rewrite_status(headers: &mut HeaderMap) {
-    let code = headers.get("grpc-status").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i32>().ok());
+    let code = headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok());
     let Some(code) = code.map(Code::from_i32) else {
         return;
     };
     let message = headers
         .get("grpc-message")
         .and_then(|v| v.to_str().ok())
-        .map(|m| percent_decode(m))
+        .map(percent_decode)
         .unwrap_or_default();
     let replacement = match code {
         Code::OutOfRange if message.contains("message length too large") => Code::ResourceExhausted,
-        Code::Internal if message.starts_with("failed to decode Protobuf message") => Code::InvalidArgument,
+        Code::Internal if message.starts_with("failed to decode Protobuf message") => {
+            Code::InvalidArgument
+        }
         _ => return,
     };
     headers.insert("grpc-status", HeaderValue::from(replacement as i32));
@@ -63,12 +68,13 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;
@@ -91,10 +97,20 @@ mod tests {
     #[test]
     fn transport_statuses_follow_containerd() {
         let too_large = "Error, decoded message length too large: found 17000000 bytes, the limit is: 16777216 bytes";
-        assert_eq!(rewritten(Code::OutOfRange, too_large), Code::ResourceExhausted as i32);
-        let undecodable = "failed to decode Protobuf message: invalid string value: data is not UTF-8 encoded";
-        assert_eq!(rewritten(Code::Internal, undecodable), Code::InvalidArgument as i32);
-        assert_eq!(rewritten(Code::Internal, "storage: disk"), Code::Internal as i32);
+        assert_eq!(
+            rewritten(Code::OutOfRange, too_large),
+            Code::ResourceExhausted as i32
+        );
+        let undecodable =
+            "failed to decode Protobuf message: invalid string value: data is not UTF-8 encoded";
+        assert_eq!(
+            rewritten(Code::Internal, undecodable),
+            Code::InvalidArgument as i32
+        );
+        assert_eq!(
+            rewritten(Code::Internal, "storage: disk"),
+            Code::Internal as i32
+        );
         assert_eq!(rewritten(Code::NotFound, too_large), Code::NotFound as i32);
     }
 

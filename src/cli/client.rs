@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
-use tonic::transport::{Channel, Endpoint};
 use tonic::metadata::MetadataValue;
+use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
 
 use crate::api::request::{CONSISTENCY_HEADER, NAMESPACE_HEADER};
@@ -55,7 +55,10 @@ impl Client {
             metadata.insert(NAMESPACE_HEADER, namespace);
         }
         if self.consistency == ConsistencyArg::Serializable {
-            metadata.insert(CONSISTENCY_HEADER, MetadataValue::from_static("serializable"));
+            metadata.insert(
+                CONSISTENCY_HEADER,
+                MetadataValue::from_static("serializable"),
+            );
         }
         request
     }
@@ -78,7 +81,7 @@ impl Client {
 /// A tonic endpoint for `host:port`, `http://host:port` or `unix:/path`.
 pub fn endpoint(address: &str) -> anyhow::Result<Endpoint> {
     let uri = if let Some(path) = address.strip_prefix("unix:") {
-        format!("unix://{}", if path.starts_with("//") { &path[2..] } else { path })
+        format!("unix://{}", path.strip_prefix("//").unwrap_or(path))
     } else if address.contains("://") {
         address.to_string()
     } else {

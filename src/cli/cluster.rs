@@ -5,7 +5,9 @@ use clap::Subcommand;
 
 use crate::cli::client::{Client, status_error};
 use crate::cli::{GlobalArgs, OutputFormat, output};
-use crate::proto::berth::cluster::v1::{AddNodeRequest, HealthRequest, RemoveNodeRequest, StatusRequest};
+use crate::proto::berth::cluster::v1::{
+    AddNodeRequest, HealthRequest, RemoveNodeRequest, StatusRequest,
+};
 
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
@@ -43,17 +45,36 @@ pub async fn run(global: &GlobalArgs, command: ClusterCommand) -> anyhow::Result
     let mut cluster = client.cluster();
     match command {
         ClusterCommand::Status => {
-            let status = cluster.status(client.request(StatusRequest {})).await.map_err(status_error)?.into_inner();
+            let status = cluster
+                .status(client.request(StatusRequest {}))
+                .await
+                .map_err(status_error)?
+                .into_inner();
             output::cluster_status(global.output, &status)
         }
         ClusterCommand::Health => {
-            let health = cluster.health(client.request(HealthRequest {})).await.map_err(status_error)?.into_inner();
+            let health = cluster
+                .health(client.request(HealthRequest {}))
+                .await
+                .map_err(status_error)?
+                .into_inner();
             match global.output {
-                OutputFormat::Json => println!("{}", serde_json::json!({
-                    "healthy": health.healthy, "leader_id": health.leader_id, "reason": health.reason,
-                })),
+                OutputFormat::Json => println!(
+                    "{}",
+                    serde_json::json!({
+                        "healthy": health.healthy, "leader_id": health.leader_id, "reason": health.reason,
+                    })
+                ),
                 OutputFormat::Table => {
-                    println!("{}: {}", if health.healthy { "healthy" } else { "unhealthy" }, health.reason)
+                    println!(
+                        "{}: {}",
+                        if health.healthy {
+                            "healthy"
+                        } else {
+                            "unhealthy"
+                        },
+                        health.reason
+                    )
                 }
             }
             if !health.healthy {
@@ -62,17 +83,29 @@ pub async fn run(global: &GlobalArgs, command: ClusterCommand) -> anyhow::Result
             Ok(())
         }
         ClusterCommand::AddNode { id, address, wait } => {
-            let request = AddNodeRequest { id, address, timeout_seconds: wait, max_lag: 0 };
+            let request = AddNodeRequest {
+                id,
+                address,
+                timeout_seconds: wait,
+                max_lag: 0,
+            };
             // The call lasts as long as the catch-up; allow for it.
             let mut request = client.request(request);
             request.set_timeout(std::time::Duration::from_secs(u64::from(wait) + 30));
-            let mut progress = cluster.add_node(request).await.map_err(status_error)?.into_inner();
+            let mut progress = cluster
+                .add_node(request)
+                .await
+                .map_err(status_error)?
+                .into_inner();
             while let Some(update) = progress.message().await.map_err(status_error)? {
                 match global.output {
-                    OutputFormat::Json => println!("{}", serde_json::json!({
-                        "phase": update.phase, "learner_applied": update.learner_applied,
-                        "leader_applied": update.leader_applied, "message": update.message,
-                    })),
+                    OutputFormat::Json => println!(
+                        "{}",
+                        serde_json::json!({
+                            "phase": update.phase, "learner_applied": update.learner_applied,
+                            "leader_applied": update.leader_applied, "message": update.message,
+                        })
+                    ),
                     OutputFormat::Table => println!("{:<14} {}", update.phase, update.message),
                 }
             }

@@ -80,19 +80,36 @@ pub async fn run(global: &GlobalArgs, command: ContainersCommand) -> anyhow::Res
     let client = Client::connect(global).await?;
     let mut containers = client.containers();
     match command {
-        ContainersCommand::Create { id, image, runtime, labels, spec_file, snapshotter, snapshot_key } => {
+        ContainersCommand::Create {
+            id,
+            image,
+            runtime,
+            labels,
+            spec_file,
+            snapshotter,
+            snapshot_key,
+        } => {
             let container = pb::Container {
                 id,
                 labels: parse_labels(&labels)?,
                 image,
-                runtime: Some(pb::container::Runtime { name: runtime, options: None }),
+                runtime: Some(pb::container::Runtime {
+                    name: runtime,
+                    options: None,
+                }),
                 spec: Some(read_spec(spec_file.as_ref())?),
                 snapshotter,
                 snapshot_key,
                 ..Default::default()
             };
-            let request = client.request(pb::CreateContainerRequest { container: Some(container) });
-            let created = containers.create(request).await.map_err(status_error)?.into_inner();
+            let request = client.request(pb::CreateContainerRequest {
+                container: Some(container),
+            });
+            let created = containers
+                .create(request)
+                .await
+                .map_err(status_error)?
+                .into_inner();
             output::container(global.output, &created.container.unwrap_or_default())
         }
         ContainersCommand::Get { id } => {
@@ -115,8 +132,17 @@ pub async fn run(global: &GlobalArgs, command: ContainersCommand) -> anyhow::Res
             }
             output::container_list(global.output, &all)
         }
-        ContainersCommand::Update { id, image, labels, spec_file, snapshot_key } => {
-            let mut container = pb::Container { id, ..Default::default() };
+        ContainersCommand::Update {
+            id,
+            image,
+            labels,
+            spec_file,
+            snapshot_key,
+        } => {
+            let mut container = pb::Container {
+                id,
+                ..Default::default()
+            };
             let mut mask = Vec::new();
             if let Some(image) = image {
                 container.image = image;
@@ -141,7 +167,11 @@ pub async fn run(global: &GlobalArgs, command: ContainersCommand) -> anyhow::Res
         ContainersCommand::Label { id, labels } => {
             let labels = parse_labels(&labels)?;
             let mask = labels.keys().map(|k| format!("labels.{k}")).collect();
-            let container = pb::Container { id, labels, ..Default::default() };
+            let container = pb::Container {
+                id,
+                labels,
+                ..Default::default()
+            };
             let updated = update(&client, &mut containers, container, mask).await?;
             output::labels(global.output, &updated.labels)
         }
@@ -169,7 +199,11 @@ async fn update(
         container: Some(container),
         update_mask: Some(prost_types::FieldMask { paths }),
     });
-    let updated = containers.update(request).await.map_err(status_error)?.into_inner();
+    let updated = containers
+        .update(request)
+        .await
+        .map_err(status_error)?
+        .into_inner();
     Ok(updated.container.unwrap_or_default())
 }
 
@@ -187,12 +221,16 @@ fn parse_labels(args: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
 fn read_spec(path: Option<&PathBuf>) -> anyhow::Result<prost_types::Any> {
     let value = match path {
         Some(path) => {
-            let bytes = std::fs::read(path).with_context(|| format!("reading spec {}", path.display()))?;
+            let bytes =
+                std::fs::read(path).with_context(|| format!("reading spec {}", path.display()))?;
             serde_json::from_slice::<serde_json::Value>(&bytes)
                 .with_context(|| format!("spec {} is not JSON", path.display()))?;
             bytes
         }
         None => DEFAULT_SPEC.as_bytes().to_vec(),
     };
-    Ok(prost_types::Any { type_url: OCI_SPEC_TYPE_URL.to_string(), value })
+    Ok(prost_types::Any {
+        type_url: OCI_SPEC_TYPE_URL.to_string(),
+        value,
+    })
 }

@@ -32,10 +32,22 @@ pub struct Cli {
 pub struct GlobalArgs {
     /// Nodes to talk to, comma-separated: `host:port` or `unix:/path/to.sock`.
     /// Each is tried in turn until one answers.
-    #[arg(long, global = true, env = "BERTH_ENDPOINTS", value_delimiter = ',', default_value = "127.0.0.1:7070")]
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_ENDPOINTS",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:7070"
+    )]
     pub endpoints: Vec<String>,
     /// containerd namespace of the objects.
-    #[arg(long, short = 'n', global = true, env = "BERTH_NAMESPACE", default_value = "default")]
+    #[arg(
+        long,
+        short = 'n',
+        global = true,
+        env = "BERTH_NAMESPACE",
+        default_value = "default"
+    )]
     pub namespace: String,
     /// Output format.
     #[arg(long, short = 'o', global = true, env = "BERTH_OUTPUT", value_enum, default_value_t = OutputFormat::Table)]

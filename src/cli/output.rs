@@ -24,8 +24,14 @@ pub fn container(format: OutputFormat, c: &pb::Container) -> anyhow::Result<()> 
                 ("SnapshotKey", c.snapshot_key.clone()),
                 ("Created", timestamp(c.created_at.as_ref())),
                 ("Updated", timestamp(c.updated_at.as_ref())),
-                ("Spec", c.spec.as_ref().map(describe_any).unwrap_or_default()),
-                ("Extensions", c.extensions.keys().cloned().collect::<Vec<_>>().join(",")),
+                (
+                    "Spec",
+                    c.spec.as_ref().map(describe_any).unwrap_or_default(),
+                ),
+                (
+                    "Extensions",
+                    c.extensions.keys().cloned().collect::<Vec<_>>().join(","),
+                ),
             ];
             for (name, value) in rows {
                 println!("{:<12} {value}", format!("{name}:"));
@@ -43,10 +49,14 @@ pub fn container_list(format: OutputFormat, containers: &[pb::Container]) -> any
             println!("{}", serde_json::to_string_pretty(&all)?);
         }
         OutputFormat::Table => {
-            println!("{:<24} {:<40} {}", "CONTAINER", "IMAGE", "RUNTIME");
+            println!("{:<24} {:<40} RUNTIME", "CONTAINER", "IMAGE");
             for c in containers {
                 let image = if c.image.is_empty() { "-" } else { &c.image };
-                let runtime = c.runtime.as_ref().map(|r| r.name.as_str()).unwrap_or_default();
+                let runtime = c
+                    .runtime
+                    .as_ref()
+                    .map(|r| r.name.as_str())
+                    .unwrap_or_default();
                 println!("{:<24} {:<40} {}", c.id, image, runtime);
             }
         }
@@ -64,7 +74,11 @@ pub fn labels(format: OutputFormat, labels: &BTreeMap<String, String>) -> anyhow
 }
 
 fn join_labels(labels: &BTreeMap<String, String>) -> String {
-    labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn container_json(c: &pb::Container) -> Value {
@@ -105,12 +119,16 @@ pub fn timestamp(t: Option<&prost_types::Timestamp>) -> String {
     let Ok(seconds) = u64::try_from(t.seconds) else {
         return format!("{}s {}ns", t.seconds, t.nanos);
     };
-    let time = std::time::UNIX_EPOCH + std::time::Duration::new(seconds, t.nanos.clamp(0, 999_999_999) as u32);
+    let time = std::time::UNIX_EPOCH
+        + std::time::Duration::new(seconds, t.nanos.clamp(0, 999_999_999) as u32);
     humantime::format_rfc3339_nanos(time).to_string()
 }
 
 /// Prints the cluster's status.
-pub fn cluster_status(format: OutputFormat, status: &crate::proto::berth::cluster::v1::StatusResponse) -> anyhow::Result<()> {
+pub fn cluster_status(
+    format: OutputFormat,
+    status: &crate::proto::berth::cluster::v1::StatusResponse,
+) -> anyhow::Result<()> {
     match format {
         OutputFormat::Json => {
             let members: Vec<Value> = status
@@ -134,18 +152,35 @@ pub fn cluster_status(format: OutputFormat, status: &crate::proto::berth::cluste
         OutputFormat::Table => {
             println!(
                 "cluster {}  leader {}  term {}  (answered by node {})",
-                if status.cluster_id.is_empty() { "-" } else { &status.cluster_id },
+                if status.cluster_id.is_empty() {
+                    "-"
+                } else {
+                    &status.cluster_id
+                },
                 status.leader_id,
                 status.term,
                 status.answered_by
             );
             println!(
                 "{:>4}  {:<22} {:<8} {:<7} {:<10} {:>6} {:>9} {:>9} {:>6} {:>9} {:>10}",
-                "ID", "ADDRESS", "ROLE", "LEADER", "STATE", "TERM", "LAST-LOG", "APPLIED", "LAG", "SNAPSHOT", "DATA"
+                "ID",
+                "ADDRESS",
+                "ROLE",
+                "LEADER",
+                "STATE",
+                "TERM",
+                "LAST-LOG",
+                "APPLIED",
+                "LAG",
+                "SNAPSHOT",
+                "DATA"
             );
             for m in &status.members {
                 if !m.reachable {
-                    println!("{:>4}  {:<22} {:<8} unreachable: {}", m.id, m.address, m.role, m.error);
+                    println!(
+                        "{:>4}  {:<22} {:<8} unreachable: {}",
+                        m.id, m.address, m.role, m.error
+                    );
                     continue;
                 }
                 println!(
@@ -176,5 +211,9 @@ fn human_bytes(bytes: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }

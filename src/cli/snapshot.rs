@@ -38,14 +38,24 @@ pub enum SnapshotCommand {
 pub async fn run(global: &GlobalArgs, command: SnapshotCommand) -> anyhow::Result<()> {
     match command {
         SnapshotCommand::Save { file } => save(global, file).await,
-        SnapshotCommand::Restore { file, data_dir, node_id, initial_cluster } => {
+        SnapshotCommand::Restore {
+            file,
+            data_dir,
+            node_id,
+            initial_cluster,
+        } => {
             let members = parse_members(&initial_cluster)?;
-            let restored = tokio::task::spawn_blocking(move || restore::restore(&file, &data_dir, node_id, &members))
-                .await??;
+            let restored = tokio::task::spawn_blocking(move || {
+                restore::restore(&file, &data_dir, node_id, &members)
+            })
+            .await??;
             match global.output {
-                OutputFormat::Json => println!("{}", serde_json::json!({
-                    "records": restored.records, "log_index": restored.log_index, "cluster_id": restored.cluster_id,
-                })),
+                OutputFormat::Json => println!(
+                    "{}",
+                    serde_json::json!({
+                        "records": restored.records, "log_index": restored.log_index, "cluster_id": restored.cluster_id,
+                    })
+                ),
                 OutputFormat::Table => println!(
                     "restored {} records at log index {}; new cluster id {}",
                     restored.records, restored.log_index, restored.cluster_id
@@ -62,11 +72,17 @@ async fn save(global: &GlobalArgs, file: PathBuf) -> anyhow::Result<()> {
     let client = Client::connect(global).await?;
     let mut request = client.request(SaveSnapshotRequest {});
     request.set_timeout(std::time::Duration::from_secs(3600));
-    let mut stream = client.cluster().save_snapshot(request).await.map_err(status_error)?.into_inner();
+    let mut stream = client
+        .cluster()
+        .save_snapshot(request)
+        .await
+        .map_err(status_error)?
+        .into_inner();
     let mut temp_name = file.file_name().unwrap_or_default().to_os_string();
     temp_name.push(".part");
     let temp = file.with_file_name(temp_name);
-    let mut out = std::fs::File::create(&temp).with_context(|| format!("creating {}", temp.display()))?;
+    let mut out =
+        std::fs::File::create(&temp).with_context(|| format!("creating {}", temp.display()))?;
     let mut bytes = 0u64;
     let received = async {
         while let Some(chunk) = stream.message().await.map_err(status_error)? {
@@ -91,11 +107,17 @@ async fn save(global: &GlobalArgs, file: PathBuf) -> anyhow::Result<()> {
     std::fs::rename(&temp, &file)?;
     let index = meta.last_log_id.map(|l| l.index).unwrap_or(0);
     match global.output {
-        OutputFormat::Json => println!("{}", serde_json::json!({
-            "file": file, "bytes": bytes, "records": records, "log_index": index,
-        })),
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::json!({
+                "file": file, "bytes": bytes, "records": records, "log_index": index,
+            })
+        ),
         OutputFormat::Table => {
-            println!("saved {} ({bytes} bytes, {records} records, log index {index}, checksum verified)", file.display())
+            println!(
+                "saved {} ({bytes} bytes, {records} records, log index {index}, checksum verified)",
+                file.display()
+            )
         }
     }
     Ok(())

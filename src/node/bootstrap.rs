@@ -22,8 +22,16 @@ pub enum Bootstrap {
 }
 
 /// Initializes Raft membership on a pristine node, per `bootstrap`.
-pub(super) async fn maybe_initialize(raft: &Raft, id: NodeId, advertise: &str, bootstrap: &Bootstrap) -> Result<()> {
-    let initialized = raft.is_initialized().await.map_err(|e| Error::Internal(format!("raft: {e}")))?;
+pub(super) async fn maybe_initialize(
+    raft: &Raft,
+    id: NodeId,
+    advertise: &str,
+    bootstrap: &Bootstrap,
+) -> Result<()> {
+    let initialized = raft
+        .is_initialized()
+        .await
+        .map_err(|e| Error::Internal(format!("raft: {e}")))?;
     if initialized {
         tracing::info!("existing cluster state found; start-up membership flags are ignored");
         return Ok(());
@@ -40,7 +48,10 @@ pub(super) async fn maybe_initialize(raft: &Raft, id: NodeId, advertise: &str, b
                     "--initial-cluster does not list this node's id {id}"
                 )));
             }
-            members.iter().map(|(id, addr)| (*id, BasicNode::new(addr))).collect()
+            members
+                .iter()
+                .map(|(id, addr)| (*id, BasicNode::new(addr)))
+                .collect()
         }
     };
     tracing::info!(?members, "initializing a new cluster");
@@ -55,21 +66,25 @@ pub(super) async fn maybe_initialize(raft: &Raft, id: NodeId, advertise: &str, b
 pub fn parse_members(list: &str) -> Result<BTreeMap<NodeId, String>> {
     let mut members = BTreeMap::new();
     for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let (id, addr) = item
-            .split_once('=')
-            .ok_or_else(|| Error::InvalidArgument(format!("member {item:?} is not ID=HOST:PORT")))?;
-        let id: NodeId = id
-            .trim()
-            .parse()
-            .ok()
-            .filter(|id| *id > 0)
-            .ok_or_else(|| Error::InvalidArgument(format!("member id {id:?} is not a positive integer")))?;
+        let (id, addr) = item.split_once('=').ok_or_else(|| {
+            Error::InvalidArgument(format!("member {item:?} is not ID=HOST:PORT"))
+        })?;
+        let id: NodeId = id.trim().parse().ok().filter(|id| *id > 0).ok_or_else(|| {
+            Error::InvalidArgument(format!("member id {id:?} is not a positive integer"))
+        })?;
         let addr = addr.trim();
-        if addr.rsplit_once(':').is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err()) {
-            return Err(Error::InvalidArgument(format!("member address {addr:?} is not HOST:PORT")));
+        if addr
+            .rsplit_once(':')
+            .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+        {
+            return Err(Error::InvalidArgument(format!(
+                "member address {addr:?} is not HOST:PORT"
+            )));
         }
         if members.insert(id, addr.to_string()).is_some() {
-            return Err(Error::InvalidArgument(format!("member id {id} appears twice")));
+            return Err(Error::InvalidArgument(format!(
+                "member id {id} appears twice"
+            )));
         }
     }
     if members.is_empty() {
@@ -87,7 +102,16 @@ mod tests {
         let parsed = parse_members("1=127.0.0.1:7071, 2=node-2:7070,3=[::1]:7073").unwrap();
         assert_eq!(parsed.len(), 3);
         assert_eq!(parsed[&2], "node-2:7070");
-        for bad in ["", "1", "x=a:1", "0=a:1", "1=a", "1=:1", "1=a:99999", "1=a:1,1=b:2"] {
+        for bad in [
+            "",
+            "1",
+            "x=a:1",
+            "0=a:1",
+            "1=a",
+            "1=:1",
+            "1=a:99999",
+            "1=a:1,1=b:2",
+        ] {
             assert!(parse_members(bad).is_err(), "{bad:?}");
         }
     }

@@ -64,7 +64,12 @@ pub struct RaftOptions {
 
 impl Default for RaftOptions {
     fn default() -> Self {
-        RaftOptions { heartbeat_ms: 100, election_timeout_ms: 1000, snapshot_threshold: 10_000, snapshot_chunk_timeout_ms: 10_000 }
+        RaftOptions {
+            heartbeat_ms: 100,
+            election_timeout_ms: 1000,
+            snapshot_threshold: 10_000,
+            snapshot_chunk_timeout_ms: 10_000,
+        }
     }
 }
 
@@ -85,7 +90,9 @@ impl RaftOptions {
             purge_batch_size: 256,
             ..Default::default()
         };
-        config.validate().map_err(|e| Error::InvalidArgument(format!("raft options: {e}")))
+        config
+            .validate()
+            .map_err(|e| Error::InvalidArgument(format!("raft options: {e}")))
     }
 }
 
@@ -178,7 +185,8 @@ impl Node {
             let (raft, peers, leader_reads) = (raft.clone(), peers.clone(), leader_reads.clone());
             let timeout = config.request_timeout;
             ReadRounds::new(move || {
-                let (raft, peers, leader_reads) = (raft.clone(), peers.clone(), leader_reads.clone());
+                let (raft, peers, leader_reads) =
+                    (raft.clone(), peers.clone(), leader_reads.clone());
                 Box::pin(async move { any_read_index(&raft, &peers, &leader_reads, timeout).await })
             })
         };
@@ -219,7 +227,10 @@ impl Node {
 
     fn retire_in_memory(&self) {
         if !self.inner.retired.swap(true, Ordering::SeqCst) {
-            tracing::warn!(node = self.inner.id, "this node has been removed from the cluster; it no longer serves");
+            tracing::warn!(
+                node = self.inner.id,
+                "this node has been removed from the cluster; it no longer serves"
+            );
         }
         self.inner.raft.runtime_config().elect(false);
     }
@@ -272,8 +283,12 @@ impl Node {
                         Err(e) => return Err(e),
                     }
                 }
-                Err(RaftError::APIError(other)) => return Err(Error::Internal(format!("raft refused a write: {other}"))),
-                Err(RaftError::Fatal(fatal)) => return Err(Error::Unavailable(format!("raft is not running: {fatal}"))),
+                Err(RaftError::APIError(other)) => {
+                    return Err(Error::Internal(format!("raft refused a write: {other}")));
+                }
+                Err(RaftError::Fatal(fatal)) => {
+                    return Err(Error::Unavailable(format!("raft is not running: {fatal}")));
+                }
             }
         }
     }
@@ -288,7 +303,13 @@ impl Node {
         let reply: Result<LeaderReply<Outcome>, PeerError> = self
             .inner
             .peers
-            .call(leader, &addr, PeerRpc::ForwardWrite, command, self.inner.request_timeout)
+            .call(
+                leader,
+                &addr,
+                PeerRpc::ForwardWrite,
+                command,
+                self.inner.request_timeout,
+            )
             .await;
         match reply {
             Ok(LeaderReply::Done(outcome)) => Ok(Some(outcome)),
@@ -310,8 +331,12 @@ impl Node {
                 Ok(outcome) => LeaderReply::Done(outcome),
                 Err(e) => LeaderReply::Failed(e),
             },
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => LeaderReply::NotLeader,
-            Err(e) => LeaderReply::Failed(Error::Unavailable(format!("raft refused a forwarded write: {e}"))),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                LeaderReply::NotLeader
+            }
+            Err(e) => LeaderReply::Failed(Error::Unavailable(format!(
+                "raft refused a forwarded write: {e}"
+            ))),
         }
     }
 
@@ -326,14 +351,20 @@ impl Node {
         let deadline = Instant::now() + timeout;
         let index = tokio::time::timeout_at(deadline, self.inner.reads.read_index())
             .await
-            .map_err(|_| Error::Unavailable(format!("no read index from the leader within {timeout:?}")))??;
+            .map_err(|_| {
+                Error::Unavailable(format!("no read index from the leader within {timeout:?}"))
+            })??;
         let remaining = deadline.saturating_duration_since(Instant::now());
         self.inner
             .raft
             .wait(Some(remaining))
             .applied_index_at_least(Some(index), "linearizable read")
             .await
-            .map_err(|e| Error::Unavailable(format!("this node did not apply up to the read index {index}: {e}")))?;
+            .map_err(|e| {
+                Error::Unavailable(format!(
+                    "this node did not apply up to the read index {index}: {e}"
+                ))
+            })?;
         Ok(())
     }
 
@@ -412,13 +443,22 @@ impl Node {
         let membership = config.membership();
         Membership {
             voters: membership.voter_ids().collect(),
-            nodes: membership.nodes().map(|(id, node)| (*id, node.clone())).collect(),
+            nodes: membership
+                .nodes()
+                .map(|(id, node)| (*id, node.clone()))
+                .collect(),
         }
     }
 
     /// The index of the last entry this node applied.
     pub fn applied_index(&self) -> u64 {
-        self.inner.raft.metrics().borrow().last_applied.map(|l| l.index).unwrap_or(0)
+        self.inner
+            .raft
+            .metrics()
+            .borrow()
+            .last_applied
+            .map(|l| l.index)
+            .unwrap_or(0)
     }
 
     /// Channels to peers.
@@ -448,14 +488,19 @@ async fn watch_own_removal(node: Node) {
         let (listed, log_id) = {
             let m = metrics.borrow();
             let membership = m.membership_config.clone();
-            (membership.membership().get_node(&node.inner.id).is_some(), membership.log_id().to_owned())
+            (
+                membership.membership().get_node(&node.inner.id).is_some(),
+                membership.log_id().to_owned(),
+            )
         };
         if listed {
             member_since = member_since.max(log_id);
-        } else if member_since.is_some() && log_id > member_since && !node.is_retired() {
-            if let Err(e) = node.retire() {
-                tracing::error!("recording this node's removal: {e}");
-            }
+        } else if member_since.is_some()
+            && log_id > member_since
+            && !node.is_retired()
+            && let Err(e) = node.retire()
+        {
+            tracing::error!("recording this node's removal: {e}");
         }
         if metrics.changed().await.is_err() {
             return;
@@ -467,14 +512,19 @@ async fn watch_own_removal(node: Node) {
 fn member_addr(raft: &Raft, id: NodeId) -> Option<String> {
     let metrics = raft.metrics();
     let membership = metrics.borrow().membership_config.clone();
-    membership.membership().get_node(&id).map(|n| n.addr.clone())
+    membership
+        .membership()
+        .get_node(&id)
+        .map(|n| n.addr.clone())
 }
 
 /// The outcome inside a log entry's response.
 fn response_outcome(response: Response) -> Result<Outcome> {
     match response {
         Response::Applied(outcome) => Ok(outcome),
-        Response::Nothing => Err(Error::Internal("a command's entry produced no outcome".into())),
+        Response::Nothing => Err(Error::Internal(
+            "a command's entry produced no outcome".into(),
+        )),
     }
 }
 
@@ -487,15 +537,24 @@ async fn leader_read_index(raft: &Raft) -> Result<u64> {
             Err(Error::FailedPrecondition("not the leader".into()))
         }
         Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => {
-            Err(Error::Unavailable(format!("the leader cannot confirm its leadership with a quorum: {e}")))
+            Err(Error::Unavailable(format!(
+                "the leader cannot confirm its leadership with a quorum: {e}"
+            )))
         }
-        Err(RaftError::Fatal(fatal)) => Err(Error::Unavailable(format!("raft is not running: {fatal}"))),
+        Err(RaftError::Fatal(fatal)) => {
+            Err(Error::Unavailable(format!("raft is not running: {fatal}")))
+        }
     }
 }
 
 /// A read index for any node: from its own leadership, or asked of the
 /// leader over the peer service.
-async fn any_read_index(raft: &Raft, peers: &Peers, leader_reads: &Arc<ReadRounds>, timeout: Duration) -> Result<u64> {
+async fn any_read_index(
+    raft: &Raft,
+    peers: &Peers,
+    leader_reads: &Arc<ReadRounds>,
+    timeout: Duration,
+) -> Result<u64> {
     let (state, leader) = {
         let metrics = raft.metrics();
         let m = metrics.borrow();
@@ -508,16 +567,27 @@ async fn any_read_index(raft: &Raft, peers: &Peers, leader_reads: &Arc<ReadRound
         }
     }
     let Some(leader) = leader.filter(|l| *l != raft_id(raft)) else {
-        return Err(Error::Unavailable("no leader is known; cannot serve a linearizable read".into()));
+        return Err(Error::Unavailable(
+            "no leader is known; cannot serve a linearizable read".into(),
+        ));
     };
     let Some(addr) = member_addr(raft, leader) else {
-        return Err(Error::Unavailable(format!("the leader (node {leader}) has no known address")));
+        return Err(Error::Unavailable(format!(
+            "the leader (node {leader}) has no known address"
+        )));
     };
-    match peers.call(leader, &addr, PeerRpc::ReadIndex, &(), timeout).await {
+    match peers
+        .call(leader, &addr, PeerRpc::ReadIndex, &(), timeout)
+        .await
+    {
         Ok(LeaderReply::Done(index)) => Ok(index),
-        Ok(LeaderReply::NotLeader) => Err(Error::Unavailable(format!("node {leader} is no longer the leader"))),
+        Ok(LeaderReply::NotLeader) => Err(Error::Unavailable(format!(
+            "node {leader} is no longer the leader"
+        ))),
         Ok(LeaderReply::Failed(e)) => Err(e),
-        Err(e) => Err(Error::Unavailable(format!("cannot get a read index from the leader: {e}"))),
+        Err(e) => Err(Error::Unavailable(format!(
+            "cannot get a read index from the leader: {e}"
+        ))),
     }
 }
 

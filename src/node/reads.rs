@@ -33,8 +33,13 @@ struct RoundState {
 
 impl ReadRounds {
     /// Rounds that obtain a read index with `fetch`.
-    pub fn new(fetch: impl Fn() -> BoxFuture<'static, Result<u64>> + Send + Sync + 'static) -> std::sync::Arc<Self> {
-        std::sync::Arc::new(ReadRounds { fetch: Box::new(fetch), state: Mutex::default() })
+    pub fn new(
+        fetch: impl Fn() -> BoxFuture<'static, Result<u64>> + Send + Sync + 'static,
+    ) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(ReadRounds {
+            fetch: Box::new(fetch),
+            state: Mutex::default(),
+        })
     }
 
     /// A read index from a round that started after this call.
@@ -49,7 +54,9 @@ impl ReadRounds {
             let rounds = self.clone();
             tokio::spawn(async move { rounds.drive().await });
         }
-        receiver.await.map_err(|_| Error::Unavailable("the read-index round was abandoned".into()))?
+        receiver
+            .await
+            .map_err(|_| Error::Unavailable("the read-index round was abandoned".into()))?
     }
 
     /// Runs rounds while reads are waiting.
@@ -118,9 +125,18 @@ mod tests {
         let counter = calls.clone();
         let rounds = ReadRounds::new(move || {
             let n = counter.fetch_add(1, Ordering::SeqCst);
-            Box::pin(async move { if n == 0 { Err(Error::Unavailable("no quorum".into())) } else { Ok(7) } })
+            Box::pin(async move {
+                if n == 0 {
+                    Err(Error::Unavailable("no quorum".into()))
+                } else {
+                    Ok(7)
+                }
+            })
         });
-        assert_eq!(rounds.read_index().await, Err(Error::Unavailable("no quorum".into())));
+        assert_eq!(
+            rounds.read_index().await,
+            Err(Error::Unavailable("no quorum".into()))
+        );
         assert_eq!(rounds.read_index().await, Ok(7));
     }
 }

@@ -9,11 +9,13 @@ use crate::error::{Error, Result};
 
 /// Encodes a value.
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
-    postcard::to_stdvec(value).map_err(|e| Error::Internal(format!("encoding {}: {e}", std::any::type_name::<T>())))
+    postcard::to_stdvec(value)
+        .map_err(|e| Error::Internal(format!("encoding {}: {e}", std::any::type_name::<T>())))
 }
 
 /// Decodes a value; malformed input is an `InvalidArgument`, never a panic.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    postcard::from_bytes(bytes)
-        .map_err(|e| Error::InvalidArgument(format!("malformed {}: {e}", std::any::type_name::<T>())))
+    postcard::from_bytes(bytes).map_err(|e| {
+        Error::InvalidArgument(format!("malformed {}: {e}", std::any::type_name::<T>()))
+    })
 }

@@ -7,6 +7,10 @@
 //! only after the fdatasync that covers them; concurrent appends share one
 //! fsync (group commit).
 
+// openraft's trait methods return its large `StorageError` by value; the
+// helpers here return what the trait methods return.
+#![allow(clippy::result_large_err)]
+
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
@@ -38,14 +42,31 @@ impl LogStore {
         &self.wal
     }
 
-    fn read_meta<T: serde::de::DeserializeOwned>(&self, name: &str, subject: ErrorSubject<u64>) -> Result<Option<T>, StorageError> {
-        let bytes = self.wal.read_meta(name).map_err(|e| storage_error(subject.clone(), ErrorVerb::Read, e))?;
-        bytes.map(|b| codec::decode(&b)).transpose().map_err(|e| storage_error(subject, ErrorVerb::Read, e))
+    fn read_meta<T: serde::de::DeserializeOwned>(
+        &self,
+        name: &str,
+        subject: ErrorSubject<u64>,
+    ) -> Result<Option<T>, StorageError> {
+        let bytes = self
+            .wal
+            .read_meta(name)
+            .map_err(|e| storage_error(subject.clone(), ErrorVerb::Read, e))?;
+        bytes
+            .map(|b| codec::decode(&b))
+            .transpose()
+            .map_err(|e| storage_error(subject, ErrorVerb::Read, e))
     }
 
-    fn save_meta<T: serde::Serialize>(&self, name: &str, value: &T, subject: ErrorSubject<u64>) -> Result<(), StorageError> {
-        let bytes = codec::encode(value).map_err(|e| storage_error(subject.clone(), ErrorVerb::Write, e))?;
-        tokio::task::block_in_place(|| self.wal.save_meta(name, &bytes)).map_err(|e| storage_error(subject, ErrorVerb::Write, e))
+    fn save_meta<T: serde::Serialize>(
+        &self,
+        name: &str,
+        value: &T,
+        subject: ErrorSubject<u64>,
+    ) -> Result<(), StorageError> {
+        let bytes = codec::encode(value)
+            .map_err(|e| storage_error(subject.clone(), ErrorVerb::Write, e))?;
+        tokio::task::block_in_place(|| self.wal.save_meta(name, &bytes))
+            .map_err(|e| storage_error(subject, ErrorVerb::Write, e))
     }
 }
 
@@ -68,10 +89,15 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(&e) => Bound::Excluded(e),
             Bound::Unbounded => Bound::Unbounded,
         };
-        let records = self.wal.entries((start, end)).map_err(|e| log_error(ErrorVerb::Read, e))?;
+        let records = self
+            .wal
+            .entries((start, end))
+            .map_err(|e| log_error(ErrorVerb::Read, e))?;
         records
             .iter()
-            .map(|(_, bytes)| codec::decode::<Entry>(bytes).map_err(|e| log_error(ErrorVerb::Read, e)))
+            .map(|(_, bytes)| {
+                codec::decode::<Entry>(bytes).map_err(|e| log_error(ErrorVerb::Read, e))
+            })
             .collect()
     }
 }
@@ -87,12 +113,21 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                     .wal
                     .entry(index)
                     .map_err(|e| log_error(ErrorVerb::Read, e))?
-                    .ok_or_else(|| log_error(ErrorVerb::Read, format!("last entry {index} vanished")))?;
-                Some(*codec::decode::<Entry>(&bytes).map_err(|e| log_error(ErrorVerb::Read, e))?.get_log_id())
+                    .ok_or_else(|| {
+                        log_error(ErrorVerb::Read, format!("last entry {index} vanished"))
+                    })?;
+                Some(
+                    *codec::decode::<Entry>(&bytes)
+                        .map_err(|e| log_error(ErrorVerb::Read, e))?
+                        .get_log_id(),
+                )
             }
             None => last_purged_log_id,
         };
-        Ok(LogState { last_purged_log_id, last_log_id })
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -107,7 +142,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.read_meta(VOTE, ErrorSubject::Vote)
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + openraft::OptionalSend,
         I::IntoIter: openraft::OptionalSend,
@@ -124,13 +163,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        tokio::task::block_in_place(|| self.wal.truncate(log_id.index)).map_err(|e| log_error(ErrorVerb::Delete, e))
+        tokio::task::block_in_place(|| self.wal.truncate(log_id.index))
+            .map_err(|e| log_error(ErrorVerb::Delete, e))
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         // The purged id (with its term) is recorded first: the WAL may then
         // drop records up to it at any time.
         self.save_meta(PURGED, &log_id, ErrorSubject::Logs)?;
-        tokio::task::block_in_place(|| self.wal.purge(log_id.index)).map_err(|e| log_error(ErrorVerb::Delete, e))
+        tokio::task::block_in_place(|| self.wal.purge(log_id.index))
+            .map_err(|e| log_error(ErrorVerb::Delete, e))
     }
 }

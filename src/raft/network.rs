@@ -9,13 +9,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::BasicNode;
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
 };
-use openraft::BasicNode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::transport::{Channel, Endpoint};
@@ -52,10 +54,18 @@ pub enum PeerError {
     /// The request never left this node (no connection could be made):
     /// retrying cannot duplicate it.
     #[error("cannot reach node {target} at {addr}: {message}")]
-    NotSent { target: NodeId, addr: String, message: String },
+    NotSent {
+        target: NodeId,
+        addr: String,
+        message: String,
+    },
     /// The request may have reached the peer; its effect is unknown.
     #[error("call to node {target} at {addr} failed: {message}")]
-    Failed { target: NodeId, addr: String, message: String },
+    Failed {
+        target: NodeId,
+        addr: String,
+        message: String,
+    },
     /// The peer answered with something that does not decode.
     #[error("bad answer from node {target}: {message}")]
     BadReply { target: NodeId, message: String },
@@ -71,12 +81,18 @@ pub struct Peers {
 impl Peers {
     /// Peers as seen from node `source`.
     pub fn new(source: NodeId) -> Peers {
-        Peers { source, channels: Arc::default() }
+        Peers {
+            source,
+            channels: Arc::default(),
+        }
     }
 
     /// The cached channel to `addr`, created lazily (never connects here).
     pub fn channel(&self, addr: &str) -> Result<Channel, String> {
-        let mut channels = self.channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut channels = self
+            .channels
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(channel) = channels.get(addr) {
             return Ok(channel.clone());
         }
@@ -101,15 +117,24 @@ impl Peers {
         request: &Req,
         timeout: Duration,
     ) -> Result<Reply, PeerError> {
-        let payload = codec::encode(request)
-            .map_err(|e| PeerError::Failed { target, addr: addr.into(), message: e.to_string() })?;
-        let channel = self
-            .channel(addr)
-            .map_err(|message| PeerError::NotSent { target, addr: addr.into(), message })?;
+        let payload = codec::encode(request).map_err(|e| PeerError::Failed {
+            target,
+            addr: addr.into(),
+            message: e.to_string(),
+        })?;
+        let channel = self.channel(addr).map_err(|message| PeerError::NotSent {
+            target,
+            addr: addr.into(),
+            message,
+        })?;
         let mut client = RaftClient::new(channel)
             .max_decoding_message_size(MAX_PEER_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_PEER_MESSAGE_BYTES);
-        let mut request = tonic::Request::new(RaftRequest { target, source: self.source, payload });
+        let mut request = tonic::Request::new(RaftRequest {
+            target,
+            source: self.source,
+            payload,
+        });
         request.set_timeout(timeout);
         let reply = match rpc {
             PeerRpc::AppendEntries => client.append_entries(request).await,
@@ -119,12 +144,22 @@ impl Peers {
             PeerRpc::ReadIndex => client.read_index(request).await,
         };
         match reply {
-            Ok(reply) => codec::decode(&reply.into_inner().payload)
-                .map_err(|e| PeerError::BadReply { target, message: e.to_string() }),
-            Err(status) if never_sent(&status) => {
-                Err(PeerError::NotSent { target, addr: addr.into(), message: status_text(&status) })
+            Ok(reply) => {
+                codec::decode(&reply.into_inner().payload).map_err(|e| PeerError::BadReply {
+                    target,
+                    message: e.to_string(),
+                })
             }
-            Err(status) => Err(PeerError::Failed { target, addr: addr.into(), message: status_text(&status) }),
+            Err(status) if never_sent(&status) => Err(PeerError::NotSent {
+                target,
+                addr: addr.into(),
+                message: status_text(&status),
+            }),
+            Err(status) => Err(PeerError::Failed {
+                target,
+                addr: addr.into(),
+                message: status_text(&status),
+            }),
         }
     }
 }
@@ -136,7 +171,9 @@ fn never_sent(status: &tonic::Status) -> bool {
         return false;
     }
     let text = status_text(status);
-    text.contains("error trying to connect") || text.contains("Connection refused") || text.contains("tcp connect error")
+    text.contains("error trying to connect")
+        || text.contains("Connection refused")
+        || text.contains("tcp connect error")
 }
 
 /// A status with its error sources, on one line.
@@ -166,7 +203,11 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerConnection;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerConnection {
-        PeerConnection { target, addr: node.addr.clone(), peers: self.peers.clone() }
+        PeerConnection {
+            target,
+            addr: node.addr.clone(),
+            peers: self.peers.clone(),
+        }
     }
 }
 
@@ -177,10 +218,15 @@ pub struct PeerConnection {
     peers: Peers,
 }
 
-type RpcResult<T, E = openraft::error::Infallible> = Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
+type RpcResult<T, E = openraft::error::Infallible> =
+    Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
 
 impl PeerConnection {
-    async fn raft_call<Req: Serialize, Resp: DeserializeOwned, E: DeserializeOwned + std::error::Error>(
+    async fn raft_call<
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: DeserializeOwned + std::error::Error,
+    >(
         &self,
         rpc: PeerRpc,
         request: &Req,
@@ -212,10 +258,17 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
             request.entries.truncate(keep);
         }
         let last_sent = request.entries.last().map(|e| e.log_id);
-        let response: AppendEntriesResponse<NodeId> =
-            self.raft_call::<_, _, openraft::error::Infallible>(PeerRpc::AppendEntries, &request, &option).await?;
+        let response: AppendEntriesResponse<NodeId> = self
+            .raft_call::<_, _, openraft::error::Infallible>(
+                PeerRpc::AppendEntries,
+                &request,
+                &option,
+            )
+            .await?;
         Ok(match response {
-            AppendEntriesResponse::Success if cut => AppendEntriesResponse::PartialSuccess(last_sent),
+            AppendEntriesResponse::Success if cut => {
+                AppendEntriesResponse::PartialSuccess(last_sent)
+            }
             other => other,
         })
     }
@@ -225,11 +278,17 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         request: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
-        self.raft_call(PeerRpc::InstallSnapshot, &request, &option).await
+        self.raft_call(PeerRpc::InstallSnapshot, &request, &option)
+            .await
     }
 
-    async fn vote(&mut self, request: VoteRequest<NodeId>, option: RPCOption) -> RpcResult<VoteResponse<NodeId>> {
-        self.raft_call::<_, _, openraft::error::Infallible>(PeerRpc::Vote, &request, &option).await
+    async fn vote(
+        &mut self,
+        request: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> RpcResult<VoteResponse<NodeId>> {
+        self.raft_call::<_, _, openraft::error::Infallible>(PeerRpc::Vote, &request, &option)
+            .await
     }
 }
 

@@ -43,7 +43,11 @@ pub struct SnapshotWriter<W: Write> {
 impl<W: Write> SnapshotWriter<W> {
     /// Starts a snapshot of the state at `meta`.
     pub fn new(out: W, meta: &SnapshotMeta) -> Result<Self> {
-        let mut writer = SnapshotWriter { out, crc: crc32fast::Hasher::new(), records: 0 };
+        let mut writer = SnapshotWriter {
+            out,
+            crc: crc32fast::Hasher::new(),
+            records: 0,
+        };
         let meta = codec::encode(meta)?;
         writer.put(MAGIC)?;
         writer.put(&[FORMAT])?;
@@ -75,12 +79,15 @@ impl<W: Write> SnapshotWriter<W> {
 
     fn put(&mut self, bytes: &[u8]) -> Result<()> {
         self.crc.update(bytes);
-        self.out.write_all(bytes).map_err(|e| Error::Internal(format!("writing snapshot: {e}")))
+        self.out
+            .write_all(bytes)
+            .map_err(|e| Error::Internal(format!("writing snapshot: {e}")))
     }
 }
 
 fn len_u32(len: usize) -> Result<u32> {
-    u32::try_from(len).map_err(|_| Error::Internal(format!("snapshot field of {len} bytes is too large")))
+    u32::try_from(len)
+        .map_err(|_| Error::Internal(format!("snapshot field of {len} bytes is too large")))
 }
 
 /// Reads a snapshot file's records (after `verify` has checked it).
@@ -95,7 +102,9 @@ impl<R: Read> SnapshotReader<R> {
         let mut magic = [0u8; 9];
         read_exact(&mut input, &mut magic)?;
         if &magic[..8] != MAGIC {
-            return Err(Error::InvalidArgument("not a berth snapshot (bad magic)".into()));
+            return Err(Error::InvalidArgument(
+                "not a berth snapshot (bad magic)".into(),
+            ));
         }
         if magic[8] != FORMAT {
             return Err(Error::InvalidArgument(format!(
@@ -105,7 +114,9 @@ impl<R: Read> SnapshotReader<R> {
         }
         let meta_len = read_u32(&mut input)?;
         if meta_len > MAX_KEY_BYTES * 16 {
-            return Err(Error::InvalidArgument(format!("snapshot header claims {meta_len} bytes of metadata")));
+            return Err(Error::InvalidArgument(format!(
+                "snapshot header claims {meta_len} bytes of metadata"
+            )));
         }
         let mut meta = vec![0; meta_len as usize];
         read_exact(&mut input, &mut meta)?;
@@ -160,7 +171,9 @@ fn read_u32(input: &mut impl Read) -> Result<u32> {
 fn read_field(input: &mut impl Read, max: u32) -> Result<Vec<u8>> {
     let len = read_u32(input)?;
     if len > max {
-        return Err(Error::InvalidArgument(format!("snapshot record field of {len} bytes exceeds {max}")));
+        return Err(Error::InvalidArgument(format!(
+            "snapshot record field of {len} bytes exceeds {max}"
+        )));
     }
     let mut field = vec![0; len as usize];
     read_exact(input, &mut field)?;
@@ -171,7 +184,10 @@ fn read_field(input: &mut impl Read, max: u32) -> Result<Vec<u8>> {
 /// Returns its metadata and record count.
 pub fn verify(file: &mut File) -> Result<(SnapshotMeta, u64)> {
     file.seek(SeekFrom::Start(0))?;
-    let mut reader = CrcReader { inner: BufReader::new(&mut *file), crc: crc32fast::Hasher::new() };
+    let mut reader = CrcReader {
+        inner: BufReader::new(&mut *file),
+        crc: crc32fast::Hasher::new(),
+    };
     let (meta, mut records) = SnapshotReader::open(&mut reader)?;
     let mut count = 0u64;
     for record in &mut records {
@@ -195,7 +211,9 @@ pub fn verify(file: &mut File) -> Result<(SnapshotMeta, u64)> {
     }
     let mut rest = [0u8; 1];
     if reader.inner.read(&mut rest)? != 0 {
-        return Err(Error::InvalidArgument("snapshot has trailing bytes after its checksum".into()));
+        return Err(Error::InvalidArgument(
+            "snapshot has trailing bytes after its checksum".into(),
+        ));
     }
     file.seek(SeekFrom::Start(0))?;
     Ok((meta, count))
@@ -234,14 +252,25 @@ impl SnapshotDir {
                 std::fs::remove_file(&path)?;
             }
         }
-        Ok(SnapshotDir { dir: dir.to_path_buf() })
+        Ok(SnapshotDir {
+            dir: dir.to_path_buf(),
+        })
     }
 
     /// A fresh temporary file to build or receive a snapshot in.
     pub fn create_temp(&self) -> Result<(PathBuf, File)> {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
-        let path = self.dir.join(format!("incoming-{nanos}-{}.tmp", rand::random::<u32>()));
-        let file = File::options().read(true).write(true).create_new(true).open(&path)?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let path = self
+            .dir
+            .join(format!("incoming-{nanos}-{}.tmp", rand::random::<u32>()));
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
         Ok((path, file))
     }
 
@@ -272,9 +301,11 @@ impl SnapshotDir {
 
     /// Opens the current snapshot and reads its metadata.
     pub fn open_current(&self) -> Result<Option<(SnapshotMeta, PathBuf, File)>> {
-        let Some(path) = self.current_path()? else { return Ok(None) };
-        let mut file =
-            File::open(&path).map_err(|e| Error::Internal(format!("opening snapshot {}: {e}", path.display())))?;
+        let Some(path) = self.current_path()? else {
+            return Ok(None);
+        };
+        let mut file = File::open(&path)
+            .map_err(|e| Error::Internal(format!("opening snapshot {}: {e}", path.display())))?;
         let (meta, _) = SnapshotReader::open(BufReader::new(&file))?;
         file.seek(SeekFrom::Start(0))?;
         Ok(Some((meta, path, file)))
@@ -292,7 +323,10 @@ pub struct SnapshotFile {
 impl SnapshotFile {
     /// Wraps an open file.
     pub fn new(path: PathBuf, file: File) -> SnapshotFile {
-        SnapshotFile { path, file: tokio::fs::File::from_std(file) }
+        SnapshotFile {
+            path,
+            file: tokio::fs::File::from_std(file),
+        }
     }
 
     /// Where the file is.
@@ -325,7 +359,10 @@ impl tokio::io::AsyncWrite for SnapshotFile {
         std::pin::Pin::new(&mut self.get_mut().file).poll_write(cx, buf)
     }
 
-    fn poll_flush(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
         std::pin::Pin::new(&mut self.get_mut().file).poll_flush(cx)
     }
 
@@ -342,14 +379,25 @@ impl tokio::io::AsyncSeek for SnapshotFile {
         std::pin::Pin::new(&mut self.get_mut().file).start_seek(position)
     }
 
-    fn poll_complete(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<u64>> {
+    fn poll_complete(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<u64>> {
         std::pin::Pin::new(&mut self.get_mut().file).poll_complete(cx)
     }
 }
 
 /// Keeps a snapshot id usable as a file name.
 fn sanitize(id: &str) -> String {
-    id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect()
+    id.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// Writes a snapshot of `records` at `meta` into `out` (buffered).
@@ -372,13 +420,25 @@ mod tests {
     use super::*;
 
     fn meta() -> SnapshotMeta {
-        SnapshotMeta { last_log_id: None, last_membership: Default::default(), snapshot_id: "t-1".into() }
+        SnapshotMeta {
+            last_log_id: None,
+            last_membership: Default::default(),
+            snapshot_id: "t-1".into(),
+        }
     }
 
     fn sample(file: &mut File) {
         let records = vec![
-            Ok((DataTree::Containers, b"ns\0a".to_vec().into(), b"\x01xyz".to_vec().into())),
-            Ok((DataTree::Namespaces, b"ns".to_vec().into(), vec![0; 8].into())),
+            Ok((
+                DataTree::Containers,
+                b"ns\0a".to_vec().into(),
+                b"\x01xyz".to_vec().into(),
+            )),
+            Ok((
+                DataTree::Namespaces,
+                b"ns".to_vec().into(),
+                vec![0; 8].into(),
+            )),
         ];
         write_snapshot(file, &meta(), records.into_iter()).unwrap();
     }

@@ -24,7 +24,8 @@ use crate::error::Error;
 use crate::events::{Event, EventBus};
 use crate::raft::snapshot::{self, SnapshotDir, SnapshotFile, SnapshotReader};
 use crate::raft::{
-    Entry, LogId, Response, SnapshotMeta, StorageError, StoredMembership, TypeConfig, codec, storage_error,
+    Entry, LogId, Response, SnapshotMeta, StorageError, StoredMembership, TypeConfig, codec,
+    storage_error,
 };
 use crate::store::Store;
 use crate::store::command::Command;
@@ -48,12 +49,24 @@ impl StateMachine {
     /// snapshot install and catching the store up with the current snapshot
     /// if it is behind it (e.g. its last writes were lost in a crash after
     /// the log was purged).
-    pub fn open(store: Arc<Store>, snapshots: Arc<SnapshotDir>, events: EventBus) -> crate::error::Result<Self> {
-        let mut sm = StateMachine { store, events, snapshots, applied: None, membership: Default::default() };
+    pub fn open(
+        store: Arc<Store>,
+        snapshots: Arc<SnapshotDir>,
+        events: EventBus,
+    ) -> crate::error::Result<Self> {
+        let mut sm = StateMachine {
+            store,
+            events,
+            snapshots,
+            applied: None,
+            membership: Default::default(),
+        };
         sm.load_applied_state()?;
         let interrupted = sm.store.interrupted_restore()?.is_some();
         if let Some((meta, _, _)) = sm.snapshots.open_current()? {
-            if interrupted || sm.applied.as_ref().map(|l| l.index) < meta.last_log_id.as_ref().map(|l| l.index) {
+            if interrupted
+                || sm.applied.as_ref().map(|l| l.index) < meta.last_log_id.as_ref().map(|l| l.index)
+            {
                 tracing::warn!(
                     snapshot = %meta.snapshot_id,
                     interrupted,
@@ -71,8 +84,18 @@ impl StateMachine {
 
     fn load_applied_state(&mut self) -> crate::error::Result<()> {
         // Stored as an `Option<LogId>` (what `apply` and `install_image` write).
-        self.applied = self.store.meta(APPLIED_KEY)?.map(|v| codec::decode::<Option<LogId>>(&v)).transpose()?.flatten();
-        self.membership = self.store.meta(MEMBERSHIP_KEY)?.map(|v| codec::decode(&v)).transpose()?.unwrap_or_default();
+        self.applied = self
+            .store
+            .meta(APPLIED_KEY)?
+            .map(|v| codec::decode::<Option<LogId>>(&v))
+            .transpose()?
+            .flatten();
+        self.membership = self
+            .store
+            .meta(MEMBERSHIP_KEY)?
+            .map(|v| codec::decode(&v))
+            .transpose()?
+            .unwrap_or_default();
         Ok(())
     }
 
@@ -103,7 +126,11 @@ pub fn install_image(
 ) -> crate::error::Result<()> {
     let applied = codec::encode(&meta.last_log_id)?;
     let membership = codec::encode(&meta.last_membership)?;
-    store.restore(meta.snapshot_id.as_bytes(), records, &[(APPLIED_KEY, &applied), (MEMBERSHIP_KEY, &membership)])
+    store.restore(
+        meta.snapshot_id.as_bytes(),
+        records,
+        &[(APPLIED_KEY, &applied), (MEMBERSHIP_KEY, &membership)],
+    )
 }
 
 fn sm_error(verb: ErrorVerb, err: impl std::fmt::Display) -> StorageError {
@@ -132,13 +159,19 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         for entry in &entries {
             match &entry.payload {
                 EntryPayload::Normal(command) => commands.push(command),
-                EntryPayload::Membership(m) => membership = Some(StoredMembership::new(Some(entry.log_id), m.clone())),
+                EntryPayload::Membership(m) => {
+                    membership = Some(StoredMembership::new(Some(entry.log_id), m.clone()))
+                }
                 EntryPayload::Blank => {}
             }
         }
-        let applied_bytes = codec::encode(&Some(last)).map_err(|e| sm_error(ErrorVerb::Write, e))?;
-        let membership_bytes =
-            membership.as_ref().map(codec::encode).transpose().map_err(|e| sm_error(ErrorVerb::Write, e))?;
+        let applied_bytes =
+            codec::encode(&Some(last)).map_err(|e| sm_error(ErrorVerb::Write, e))?;
+        let membership_bytes = membership
+            .as_ref()
+            .map(codec::encode)
+            .transpose()
+            .map_err(|e| sm_error(ErrorVerb::Write, e))?;
         let mut meta: Vec<(&[u8], &[u8])> = vec![(APPLIED_KEY, &applied_bytes)];
         if let Some(bytes) = &membership_bytes {
             meta.push((MEMBERSHIP_KEY, bytes));
@@ -155,13 +188,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         for entry in &entries {
             match &entry.payload {
                 EntryPayload::Normal(command) => {
-                    let outcome = outcomes
-                        .next()
-                        .ok_or_else(|| sm_error(ErrorVerb::Write, "the store returned too few outcomes"))?;
-                    if let Ok(applied) = &outcome {
-                        if let Some(event) = Event::of(command, applied) {
-                            self.events.publish(event);
-                        }
+                    let outcome = outcomes.next().ok_or_else(|| {
+                        sm_error(ErrorVerb::Write, "the store returned too few outcomes")
+                    })?;
+                    if let Ok(applied) = &outcome
+                        && let Some(event) = Event::of(command, applied)
+                    {
+                        self.events.publish(event);
                     }
                     responses.push(Response::Applied(outcome));
                 }
@@ -186,19 +219,38 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             snapshot::write_snapshot(&mut file, &meta, self.store.dump())?;
             Ok(path)
         });
-        SnapshotBuilder { meta, copied, snapshots: self.snapshots.clone(), store: self.store.clone() }
+        SnapshotBuilder {
+            meta,
+            copied,
+            snapshots: self.snapshots.clone(),
+            store: self.store.clone(),
+        }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotFile>, StorageError> {
-        let (path, file) = self.snapshots.create_temp().map_err(|e| sm_error(ErrorVerb::Write, e))?;
+        let (path, file) = self
+            .snapshots
+            .create_temp()
+            .map_err(|e| sm_error(ErrorVerb::Write, e))?;
         Ok(Box::new(SnapshotFile::new(path, file)))
     }
 
     #[tracing::instrument(level = "info", skip_all, fields(snapshot = %meta.snapshot_id))]
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<SnapshotFile>) -> Result<(), StorageError> {
-        let snapshot_error = |e| storage_error(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Write, e);
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<SnapshotFile>,
+    ) -> Result<(), StorageError> {
+        let snapshot_error = |e| {
+            storage_error(
+                ErrorSubject::Snapshot(Some(meta.signature())),
+                ErrorVerb::Write,
+                e,
+            )
+        };
         let (temp, mut file) = snapshot.into_std().await;
-        let (file_meta, count) = tokio::task::block_in_place(|| snapshot::verify(&mut file)).map_err(snapshot_error)?;
+        let (file_meta, count) =
+            tokio::task::block_in_place(|| snapshot::verify(&mut file)).map_err(snapshot_error)?;
         if file_meta.last_log_id != meta.last_log_id {
             return Err(snapshot_error(Error::InvalidArgument(format!(
                 "received snapshot holds {:?}, Raft announced {:?}",
@@ -216,14 +268,22 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        let current = self.snapshots.open_current().map_err(|e| sm_error(ErrorVerb::Read, e))?;
-        Ok(current.map(|(meta, path, file)| Snapshot { meta, snapshot: Box::new(SnapshotFile::new(path, file)) }))
+        let current = self
+            .snapshots
+            .open_current()
+            .map_err(|e| sm_error(ErrorVerb::Read, e))?;
+        Ok(current.map(|(meta, path, file)| Snapshot {
+            meta,
+            snapshot: Box::new(SnapshotFile::new(path, file)),
+        }))
     }
 }
 
 /// A snapshot id unique per node: the log position plus a random suffix.
 fn snapshot_id(applied: Option<&LogId>) -> String {
-    let (term, index) = applied.map(|l| (l.leader_id.term, l.index)).unwrap_or_default();
+    let (term, index) = applied
+        .map(|l| (l.leader_id.term, l.index))
+        .unwrap_or_default();
     format!("{term}-{index}-{:08x}", rand::random::<u32>())
 }
 
@@ -240,7 +300,11 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let build_error = |e| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, e);
         let temp = self.copied.clone().map_err(build_error)?;
-        let (snapshots, store, meta) = (self.snapshots.clone(), self.store.clone(), self.meta.clone());
+        let (snapshots, store, meta) = (
+            self.snapshots.clone(),
+            self.store.clone(),
+            self.meta.clone(),
+        );
         let (path, file) = tokio::task::spawn_blocking(move || -> crate::error::Result<_> {
             // The store must durably hold what the snapshot holds before the
             // log is purged up to it.
@@ -253,6 +317,9 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         .map_err(|e| build_error(Error::Internal(e.to_string())))?
         .map_err(build_error)?;
         tracing::info!(last_log_id = ?self.meta.last_log_id, "built snapshot");
-        Ok(Snapshot { meta: self.meta.clone(), snapshot: Box::new(SnapshotFile::new(path, file)) })
+        Ok(Snapshot {
+            meta: self.meta.clone(),
+            snapshot: Box::new(SnapshotFile::new(path, file)),
+        })
     }
 }

@@ -20,7 +20,10 @@ use crate::store::model::{Container, Lease, Timestamp};
 pub enum Command {
     /// Create `container` in `namespace`; its `created_at`/`updated_at` are
     /// already set by the proposer.
-    CreateContainer { namespace: String, container: Container },
+    CreateContainer {
+        namespace: String,
+        container: Container,
+    },
     /// Update the stored container `container.id` from `container` along
     /// `mask` (empty: full replace of the mutable fields), stamping
     /// `updated_at = now`. The merge happens at apply time, against the
@@ -33,11 +36,19 @@ pub enum Command {
         now: Timestamp,
     },
     /// Delete container `id`; `now` stamps the event.
-    DeleteContainer { namespace: String, id: String, now: Timestamp },
+    DeleteContainer {
+        namespace: String,
+        id: String,
+        now: Timestamp,
+    },
     /// Create a lease (its `created_at` set by the proposer).
     CreateLease { namespace: String, lease: Lease },
     /// Delete lease `id`.
-    DeleteLease { namespace: String, id: String, now: Timestamp },
+    DeleteLease {
+        namespace: String,
+        id: String,
+        now: Timestamp,
+    },
     /// Give the cluster its id, unless it has one: proposed by a leader that
     /// finds none. Applying it twice keeps the first id.
     InitCluster { cluster_id: String },
@@ -73,7 +84,7 @@ impl Command {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Applied {
     /// The container as stored after a create or update.
-    Container(Container),
+    Container(Box<Container>),
     /// A container was deleted.
     ContainerDeleted,
     /// The lease as stored after a create.

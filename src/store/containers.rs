@@ -26,13 +26,16 @@ pub(crate) fn create(tx: &Tx, namespace: &str, container: &Container) -> TxResul
     }
     let key = schema::object_key(namespace, &container.id);
     if tx.containers.get(&key)?.is_some() {
-        return Ok(Err(Error::already_exists(format!("container {}", validate::go_quote(&container.id)))));
+        return Ok(Err(Error::already_exists(format!(
+            "container {}",
+            validate::go_quote(&container.id)
+        ))));
     }
     let mut stored = container.clone();
     drop_empty_labels(&mut stored);
     tx.containers.insert(key, tx.encode(&stored)?)?;
     tx.adjust_namespace_count(namespace, 1)?;
-    Ok(Ok(Applied::Container(stored)))
+    Ok(Ok(Applied::Container(Box::new(stored))))
 }
 
 /// Checks a container about to be created, with containerd's message.
@@ -62,7 +65,10 @@ pub(crate) fn update(
     }
     let key = schema::object_key(namespace, id);
     let Some(stored) = tx.containers.get(&key)? else {
-        return Ok(Err(Error::not_found(format!("container {}", validate::go_quote(id)))));
+        return Ok(Err(Error::not_found(format!(
+            "container {}",
+            validate::go_quote(id)
+        ))));
     };
     let stored: Container = tx.decode(&stored)?;
     let mut updated = match merge(stored, request, mask) {
@@ -75,7 +81,7 @@ pub(crate) fn update(
     updated.updated_at = now;
     drop_empty_labels(&mut updated);
     tx.containers.insert(key, tx.encode(&updated)?)?;
-    Ok(Ok(Applied::Container(updated)))
+    Ok(Ok(Applied::Container(Box::new(updated))))
 }
 
 /// Deletes a container.
@@ -87,7 +93,11 @@ pub(crate) fn delete(tx: &Tx, namespace: &str, id: &str) -> TxResult<Outcome> {
             validate::go_quote(namespace)
         ))));
     }
-    if tx.containers.remove(schema::object_key(namespace, id))?.is_none() {
+    if tx
+        .containers
+        .remove(schema::object_key(namespace, id))?
+        .is_none()
+    {
         return Ok(Err(Error::not_found(format!("container {id}"))));
     }
     tx.adjust_namespace_count(namespace, -1)?;
@@ -102,7 +112,11 @@ pub(crate) fn delete(tx: &Tx, namespace: &str, id: &str) -> TxResult<Outcome> {
 /// Unlike containerd 1.6, replacing `extensions` really replaces the map:
 /// containerd never deletes extension keys from storage (its §6.5 quirk),
 /// so old keys reappear on the next read there. berth stores what it answers.
-pub fn merge(mut stored: Container, request: &Container, mask: &[String]) -> Result<Container, Error> {
+pub fn merge(
+    mut stored: Container,
+    request: &Container,
+    mask: &[String],
+) -> Result<Container, Error> {
     let full_replace: Vec<String>;
     let paths = if mask.is_empty() {
         if stored.snapshotter != request.snapshotter {
@@ -159,10 +173,13 @@ impl Adaptor for Container {
             [] => None,
             [field] if field == "id" => present(&self.id),
             [field] if field == "image" => present(&self.image),
-            [runtime, name] if runtime == "runtime" && name == "name" => present(&self.runtime.name),
-            [labels, key @ ..] if labels == "labels" && !key.is_empty() => {
-                self.labels.get(&key.join(".")).map(|v| Cow::Borrowed(v.as_str()))
+            [runtime, name] if runtime == "runtime" && name == "name" => {
+                present(&self.runtime.name)
             }
+            [labels, key @ ..] if labels == "labels" && !key.is_empty() => self
+                .labels
+                .get(&key.join("."))
+                .map(|v| Cow::Borrowed(v.as_str())),
             _ => None,
         }
     }

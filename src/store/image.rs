@@ -29,7 +29,12 @@ pub enum DataTree {
 
 impl DataTree {
     /// Every data tree, in image order.
-    pub const ALL: [DataTree; 4] = [DataTree::Containers, DataTree::Leases, DataTree::Namespaces, DataTree::Cluster];
+    pub const ALL: [DataTree; 4] = [
+        DataTree::Containers,
+        DataTree::Leases,
+        DataTree::Namespaces,
+        DataTree::Cluster,
+    ];
 
     /// The tree with this tag.
     pub fn from_tag(tag: u8) -> Result<DataTree> {
@@ -79,15 +84,18 @@ impl Store {
         for tree in DataTree::ALL {
             self.data_tree(tree).clear()?;
         }
-        let mut batches: Vec<(DataTree, Batch, usize)> =
-            DataTree::ALL.into_iter().map(|t| (t, Batch::default(), 0)).collect();
+        let mut batches: Vec<(DataTree, Batch, usize)> = DataTree::ALL
+            .into_iter()
+            .map(|t| (t, Batch::default(), 0))
+            .collect();
         for record in records {
             let (tree, key, value) = record?;
             let slot = &mut batches[tree as usize - 1];
             slot.1.insert(key, value);
             slot.2 += 1;
             if slot.2 == RESTORE_BATCH {
-                self.data_tree(tree).apply_batch(std::mem::take(&mut slot.1))?;
+                self.data_tree(tree)
+                    .apply_batch(std::mem::take(&mut slot.1))?;
                 slot.2 = 0;
             }
         }

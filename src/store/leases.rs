@@ -42,7 +42,10 @@ pub(crate) fn create(tx: &Tx, namespace: &str, lease: &Lease) -> TxResult<Outcom
     }
     let key = schema::object_key(namespace, &lease.id);
     if tx.leases.get(&key)?.is_some() {
-        return Ok(Err(Error::already_exists(format!("lease {}", validate::go_quote(&lease.id)))));
+        return Ok(Err(Error::already_exists(format!(
+            "lease {}",
+            validate::go_quote(&lease.id)
+        ))));
     }
     let mut stored = lease.clone();
     stored.labels.retain(|_, v| !v.is_empty());
@@ -52,8 +55,15 @@ pub(crate) fn create(tx: &Tx, namespace: &str, lease: &Lease) -> TxResult<Outcom
 
 /// Deletes a lease.
 pub(crate) fn delete(tx: &Tx, namespace: &str, id: &str) -> TxResult<Outcome> {
-    if tx.leases.remove(schema::object_key(namespace, id))?.is_none() {
-        return Ok(Err(Error::not_found(format!("lease {}", validate::go_quote(id)))));
+    if tx
+        .leases
+        .remove(schema::object_key(namespace, id))?
+        .is_none()
+    {
+        return Ok(Err(Error::not_found(format!(
+            "lease {}",
+            validate::go_quote(id)
+        ))));
     }
     Ok(Ok(Applied::LeaseDeleted))
 }
@@ -63,9 +73,10 @@ impl Adaptor for Lease {
     fn field(&self, path: &[String]) -> Option<Cow<'_, str>> {
         match path {
             [field] if field == "id" => present(&self.id),
-            [labels, key @ ..] if labels == "labels" && !key.is_empty() => {
-                self.labels.get(&key.join(".")).map(|v| Cow::Borrowed(v.as_str()))
-            }
+            [labels, key @ ..] if labels == "labels" && !key.is_empty() => self
+                .labels
+                .get(&key.join("."))
+                .map(|v| Cow::Borrowed(v.as_str())),
             _ => None,
         }
     }

@@ -44,7 +44,9 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { cache_bytes: DEFAULT_CACHE_BYTES }
+        StoreOptions {
+            cache_bytes: DEFAULT_CACHE_BYTES,
+        }
     }
 }
 
@@ -78,7 +80,9 @@ impl Store {
         };
         match store.meta.get(schema::FORMAT_KEY)? {
             None => {
-                store.meta.insert(schema::FORMAT_KEY, &[schema::FORMAT_VERSION])?;
+                store
+                    .meta
+                    .insert(schema::FORMAT_KEY, &[schema::FORMAT_VERSION])?;
             }
             Some(v) if v.as_ref() == [schema::FORMAT_VERSION] => {}
             Some(v) => {
@@ -98,20 +102,30 @@ impl Store {
     /// command. `Err` means the storage itself failed: nothing was applied,
     /// and the caller must not carry on as if it had.
     pub fn apply(&self, commands: &[&Command], meta: &[(&[u8], &[u8])]) -> Result<Vec<Outcome>> {
-        let trees = (&self.containers, &self.leases, &self.namespaces, &self.cluster, &self.meta);
-        let result = trees.transaction(
-            |(containers, leases, namespaces, cluster, meta_tree)| {
-                let tx = Tx { containers, leases, namespaces, cluster, meta: meta_tree };
-                let mut outcomes = Vec::with_capacity(commands.len());
-                for command in commands {
-                    outcomes.push(apply_one(&tx, command)?);
-                }
-                for (key, value) in meta {
-                    tx.meta.insert(*key, *value)?;
-                }
-                Ok(outcomes)
-            },
+        let trees = (
+            &self.containers,
+            &self.leases,
+            &self.namespaces,
+            &self.cluster,
+            &self.meta,
         );
+        let result = trees.transaction(|(containers, leases, namespaces, cluster, meta_tree)| {
+            let tx = Tx {
+                containers,
+                leases,
+                namespaces,
+                cluster,
+                meta: meta_tree,
+            };
+            let mut outcomes = Vec::with_capacity(commands.len());
+            for command in commands {
+                outcomes.push(apply_one(&tx, command)?);
+            }
+            for (key, value) in meta {
+                tx.meta.insert(*key, *value)?;
+            }
+            Ok(outcomes)
+        });
         match result {
             Ok(outcomes) => Ok(outcomes),
             Err(TransactionError::Abort(e)) => Err(e.context("applying commands")),
@@ -129,8 +143,14 @@ impl Store {
 
     /// All containers of `namespace` in id order, read lazily (the caller
     /// streams them).
-    pub fn containers(&self, namespace: &str) -> impl Iterator<Item = Result<Container>> + Send + use<> {
-        decode_all(self.containers.scan_prefix(schema::namespace_prefix(namespace)))
+    pub fn containers(
+        &self,
+        namespace: &str,
+    ) -> impl Iterator<Item = Result<Container>> + Send + use<> {
+        decode_all(
+            self.containers
+                .scan_prefix(schema::namespace_prefix(namespace)),
+        )
     }
 
     /// The lease `id` of `namespace`, if stored.
@@ -148,7 +168,10 @@ impl Store {
 
     /// The cluster's id, once a leader has given it one.
     pub fn cluster_id(&self) -> Result<Option<String>> {
-        Ok(self.cluster.get(schema::CLUSTER_ID_KEY)?.map(|v| String::from_utf8_lossy(&v).into_owned()))
+        Ok(self
+            .cluster
+            .get(schema::CLUSTER_ID_KEY)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
     /// A value of the metadata tree.
@@ -165,7 +188,12 @@ impl Store {
         let data_file = self.dir.join("db");
         File::open(&data_file)
             .and_then(|f| f.sync_all())
-            .map_err(|e| Error::Internal(format!("fsync of the store's data file {}: {e}", data_file.display())))
+            .map_err(|e| {
+                Error::Internal(format!(
+                    "fsync of the store's data file {}: {e}",
+                    data_file.display()
+                ))
+            })
     }
 
     /// Bytes the store occupies on disk (sled's estimate).
@@ -178,16 +206,25 @@ impl Store {
 fn decode_all<T: serde::de::DeserializeOwned>(
     iter: sled::Iter,
 ) -> impl Iterator<Item = Result<T>> + Send + use<T> {
-    iter.map(|item| item.map_err(Error::from).and_then(|(_, v)| schema::decode_record(&v)))
+    iter.map(|item| {
+        item.map_err(Error::from)
+            .and_then(|(_, v)| schema::decode_record(&v))
+    })
 }
 
 /// Applies one command inside a transaction.
 fn apply_one(tx: &Tx, command: &Command) -> Result<Outcome, ConflictableTransactionError<Error>> {
     match command {
-        Command::CreateContainer { namespace, container } => containers::create(tx, namespace, container),
-        Command::UpdateContainer { namespace, container, mask, now } => {
-            containers::update(tx, namespace, container, mask, *now)
-        }
+        Command::CreateContainer {
+            namespace,
+            container,
+        } => containers::create(tx, namespace, container),
+        Command::UpdateContainer {
+            namespace,
+            container,
+            mask,
+            now,
+        } => containers::update(tx, namespace, container, mask, *now),
         Command::DeleteContainer { namespace, id, .. } => containers::delete(tx, namespace, id),
         Command::CreateLease { namespace, lease } => leases::create(tx, namespace, lease),
         Command::DeleteLease { namespace, id, .. } => leases::delete(tx, namespace, id),
@@ -195,7 +232,8 @@ fn apply_one(tx: &Tx, command: &Command) -> Result<Outcome, ConflictableTransact
             let id = match tx.cluster.get(schema::CLUSTER_ID_KEY)? {
                 Some(existing) => String::from_utf8_lossy(&existing).into_owned(),
                 None => {
-                    tx.cluster.insert(schema::CLUSTER_ID_KEY, cluster_id.as_bytes())?;
+                    tx.cluster
+                        .insert(schema::CLUSTER_ID_KEY, cluster_id.as_bytes())?;
                     cluster_id.clone()
                 }
             };

@@ -75,7 +75,8 @@ pub fn split_object_key(key: &[u8]) -> Result<(&str, &str)> {
 }
 
 fn utf8(bytes: &[u8]) -> Result<&str> {
-    std::str::from_utf8(bytes).map_err(|_| Error::Internal("storage: object key is not UTF-8".into()))
+    std::str::from_utf8(bytes)
+        .map_err(|_| Error::Internal("storage: object key is not UTF-8".into()))
 }
 
 /// Encodes a record: format byte, then postcard.
@@ -118,7 +119,7 @@ mod tests {
 
     #[test]
     fn keys_sort_by_namespace_then_id() {
-        let mut keys = vec![
+        let mut keys = [
             object_key("b", "a"),
             object_key("a", "b-2"),
             object_key("a", "b"),
@@ -127,20 +128,38 @@ mod tests {
         ];
         keys.sort();
         let split: Vec<_> = keys.iter().map(|k| split_object_key(k).unwrap()).collect();
-        assert_eq!(split, [("a", "B"), ("a", "b"), ("a", "b-2"), ("ab", "a"), ("b", "a")]);
+        assert_eq!(
+            split,
+            [
+                ("a", "B"),
+                ("a", "b"),
+                ("a", "b-2"),
+                ("ab", "a"),
+                ("b", "a")
+            ]
+        );
         assert!(object_key("a", "x").starts_with(&namespace_prefix("a")));
         assert!(!object_key("ab", "x").starts_with(&namespace_prefix("a")));
     }
 
     #[test]
     fn records_round_trip_and_reject_unknown_formats() {
-        let c = Container { id: "x".into(), image: "img".into(), ..Default::default() };
+        let c = Container {
+            id: "x".into(),
+            image: "img".into(),
+            ..Default::default()
+        };
         let bytes = encode_record(&c).unwrap();
         assert_eq!(bytes[0], FORMAT_VERSION);
         assert_eq!(decode_record::<Container>(&bytes).unwrap(), c);
         let mut future = bytes.clone();
         future[0] = 9;
-        assert!(decode_record::<Container>(&future).unwrap_err().to_string().contains("format 9"));
+        assert!(
+            decode_record::<Container>(&future)
+                .unwrap_err()
+                .to_string()
+                .contains("format 9")
+        );
         assert!(decode_record::<Container>(&[]).is_err());
         assert!(decode_record::<Container>(&[FORMAT_VERSION, 0xff]).is_err());
     }

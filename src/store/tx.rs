@@ -44,7 +44,9 @@ impl Tx<'_> {
     /// Adds `delta` to a namespace's container count.
     pub fn adjust_namespace_count(&self, namespace: &str, delta: i64) -> TxResult<()> {
         let current = match self.namespaces.get(namespace.as_bytes())? {
-            Some(bytes) => schema::decode_count(&bytes).map_err(ConflictableTransactionError::Abort)?,
+            Some(bytes) => {
+                schema::decode_count(&bytes).map_err(ConflictableTransactionError::Abort)?
+            }
             None => 0,
         };
         let next = current.checked_add_signed(delta).ok_or_else(|| {
@@ -52,7 +54,8 @@ impl Tx<'_> {
                 "storage: container count of namespace {namespace:?} would leave range ({current} {delta:+})"
             )))
         })?;
-        self.namespaces.insert(namespace.as_bytes(), &schema::encode_count(next))?;
+        self.namespaces
+            .insert(namespace.as_bytes(), &schema::encode_count(next))?;
         Ok(())
     }
 }

@@ -138,7 +138,15 @@ mod tests {
 
     #[test]
     fn identifiers_accepted() {
-        for ok in ["a", "A", "0", "Aa-1.b_c", "a.b.c", "x-y_z.0", &"a".repeat(76)] {
+        for ok in [
+            "a",
+            "A",
+            "0",
+            "Aa-1.b_c",
+            "a.b.c",
+            "x-y_z.0",
+            &"a".repeat(76),
+        ] {
             assert_eq!(identifier(ok), Ok(()), "{ok:?} should be accepted");
         }
     }
@@ -147,23 +155,57 @@ mod tests {
     fn identifiers_rejected_with_containerd_messages() {
         let pattern = IDENTIFIER_PATTERN;
         let cases = [
-            ("", "identifier must not be empty: invalid argument".to_string()),
+            (
+                "",
+                "identifier must not be empty: invalid argument".to_string(),
+            ),
             (
                 "a..b",
                 format!("identifier \"a..b\" must match {pattern}: invalid argument"),
             ),
-            ("-a", format!("identifier \"-a\" must match {pattern}: invalid argument")),
-            ("a-", format!("identifier \"a-\" must match {pattern}: invalid argument")),
-            (".a", format!("identifier \".a\" must match {pattern}: invalid argument")),
-            ("a_", format!("identifier \"a_\" must match {pattern}: invalid argument")),
-            ("a-_b", format!("identifier \"a-_b\" must match {pattern}: invalid argument")),
-            ("a/b", format!("identifier \"a/b\" must match {pattern}: invalid argument")),
-            ("a:b", format!("identifier \"a:b\" must match {pattern}: invalid argument")),
-            ("é", format!("identifier \"é\" must match {pattern}: invalid argument")),
-            ("a b", format!("identifier \"a b\" must match {pattern}: invalid argument")),
+            (
+                "-a",
+                format!("identifier \"-a\" must match {pattern}: invalid argument"),
+            ),
+            (
+                "a-",
+                format!("identifier \"a-\" must match {pattern}: invalid argument"),
+            ),
+            (
+                ".a",
+                format!("identifier \".a\" must match {pattern}: invalid argument"),
+            ),
+            (
+                "a_",
+                format!("identifier \"a_\" must match {pattern}: invalid argument"),
+            ),
+            (
+                "a-_b",
+                format!("identifier \"a-_b\" must match {pattern}: invalid argument"),
+            ),
+            (
+                "a/b",
+                format!("identifier \"a/b\" must match {pattern}: invalid argument"),
+            ),
+            (
+                "a:b",
+                format!("identifier \"a:b\" must match {pattern}: invalid argument"),
+            ),
+            (
+                "é",
+                format!("identifier \"é\" must match {pattern}: invalid argument"),
+            ),
+            (
+                "a b",
+                format!("identifier \"a b\" must match {pattern}: invalid argument"),
+            ),
         ];
         for (input, message) in cases {
-            assert_eq!(identifier(input), Err(Error::InvalidArgument(message)), "{input:?}");
+            assert_eq!(
+                identifier(input),
+                Err(Error::InvalidArgument(message)),
+                "{input:?}"
+            );
         }
         let long = "a".repeat(77);
         assert_eq!(
@@ -194,7 +236,10 @@ mod tests {
     fn valid() -> Container {
         Container {
             id: "c1".into(),
-            runtime: Runtime { name: "io.containerd.runc.v2".into(), options: None },
+            runtime: Runtime {
+                name: "io.containerd.runc.v2".into(),
+                options: None,
+            },
             spec: Some(AnyValue::default()),
             ..Default::default()
         }
@@ -215,25 +260,32 @@ mod tests {
             }),
             "container.Extension keys must not be zero-length: invalid argument"
         );
-        assert!(with(|c| {
-            c.labels.insert("k".into(), "v".repeat(5000));
-        })
-        .starts_with("containers.Labels: label key and value greater than maximum size"));
+        assert!(
+            with(|c| {
+                c.labels.insert("k".into(), "v".repeat(5000));
+            })
+            .starts_with("containers.Labels: label key and value greater than maximum size")
+        );
         assert_eq!(
             with(|c| c.runtime.name.clear()),
             "container.Runtime.Name must be set: invalid argument"
         );
-        assert_eq!(with(|c| c.spec = None), "container.Spec must be set: invalid argument");
+        assert_eq!(
+            with(|c| c.spec = None),
+            "container.Spec must be set: invalid argument"
+        );
         assert_eq!(
             with(|c| c.snapshot_key = "k".into()),
             "container.Snapshotter must be set if container.SnapshotKey is set: invalid argument"
         );
         // The id rule wins over every later rule.
-        assert!(with(|c| {
-            c.id.clear();
-            c.spec = None;
-        })
-        .starts_with("container.ID: identifier must not be empty"));
+        assert!(
+            with(|c| {
+                c.id.clear();
+                c.spec = None;
+            })
+            .starts_with("container.ID: identifier must not be empty")
+        );
     }
 
     #[test]

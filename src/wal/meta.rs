@@ -157,7 +157,10 @@ pub(crate) fn clear_purge_point(dir: &Path) -> Result<()> {
     match fs::remove_file(dir.join(PURGE_POINT_FILE)) {
         Ok(()) => sync_dir(dir),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(WalError::io(format!("remove {}", dir.join(PURGE_POINT_FILE).display()), e)),
+        Err(e) => Err(WalError::io(
+            format!("remove {}", dir.join(PURGE_POINT_FILE).display()),
+            e,
+        )),
     }
 }
 

@@ -1093,7 +1093,11 @@ fn append_below_the_purge_point_of_an_empty_log_lowers_it_without_reviving_recor
     drop(wal);
     let wal = Wal::open(tmp.path(), o.clone())?;
     assert_eq!(wal.purged_index(), Some(4));
-    assert_eq!(wal.entries(..)?, batch(5, 7), "records purged earlier must not come back");
+    assert_eq!(
+        wal.entries(..)?,
+        batch(5, 7),
+        "records purged earlier must not come back"
+    );
     // Down to index 0: the log has no purge point at all.
     wal.purge(50)?;
     wal.append_sync(batch(0, 2))?;

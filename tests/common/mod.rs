@@ -25,12 +25,18 @@ pub const TEST_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Runs a test body with a deadline, so a hang fails instead of blocking CI.
 pub async fn bounded<F: Future<Output = T>, T>(body: F) -> T {
-    tokio::time::timeout(TEST_TIMEOUT, body).await.expect("test exceeded its time bound")
+    tokio::time::timeout(TEST_TIMEOUT, body)
+        .await
+        .expect("test exceeded its time bound")
 }
 
 /// A free TCP port on loopback (bound, then released for the node to take).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// One `berth serve` process.
@@ -47,7 +53,10 @@ pub struct TestNode {
 impl TestNode {
     /// Starts a single node in a fresh temporary directory and waits until it answers.
     pub async fn start_single() -> TestNode {
-        let tmp = tempfile::Builder::new().prefix("berth-test").tempdir().unwrap();
+        let tmp = tempfile::Builder::new()
+            .prefix("berth-test")
+            .tempdir()
+            .unwrap();
         let mut node = TestNode::new(1, tmp.path(), format!("127.0.0.1:{}", free_port()), vec![]);
         node._tmp = Some(tmp);
         node.spawn();
@@ -58,7 +67,15 @@ impl TestNode {
     /// A node description; `spawn` starts it.
     pub fn new(id: u64, base: &Path, addr: String, extra_args: Vec<String>) -> TestNode {
         let data_dir = base.join(format!("node{id}"));
-        TestNode { id, addr, socket: data_dir.join("berth.sock"), data_dir, extra_args, child: None, _tmp: None }
+        TestNode {
+            id,
+            addr,
+            socket: data_dir.join("berth.sock"),
+            data_dir,
+            extra_args,
+            child: None,
+            _tmp: None,
+        }
     }
 
     /// Starts the process (its output goes to `<data-dir>.log`).
@@ -95,20 +112,32 @@ impl TestNode {
 
     /// Whether the process is still alive.
     pub fn is_running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
     }
 
     /// Waits until the node answers a Version call over TCP.
     pub async fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            assert!(self.is_running(), "node {} exited; log:\n{}", self.id, self.log());
-            if let Ok(channel) = self.channel().await {
-                if VersionClient::new(channel).version(()).await.is_ok() {
-                    return;
-                }
+            assert!(
+                self.is_running(),
+                "node {} exited; log:\n{}",
+                self.id,
+                self.log()
+            );
+            if let Ok(channel) = self.channel().await
+                && VersionClient::new(channel).version(()).await.is_ok()
+            {
+                return;
             }
-            assert!(Instant::now() < deadline, "node {} not ready; log:\n{}", self.id, self.log());
+            assert!(
+                Instant::now() < deadline,
+                "node {} not ready; log:\n{}",
+                self.id,
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -145,7 +174,11 @@ impl TestNode {
 
     /// A channel over the unix socket.
     pub async fn unix_channel(&self) -> Channel {
-        Endpoint::from_shared(format!("unix://{}", self.socket.display())).unwrap().connect().await.unwrap()
+        Endpoint::from_shared(format!("unix://{}", self.socket.display()))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
     }
 
     /// A containers client over TCP.
@@ -170,19 +203,30 @@ impl Drop for TestNode {
 /// A request in a containerd namespace.
 pub fn in_ns<T>(namespace: &str, message: T) -> Request<T> {
     let mut request = Request::new(message);
-    request.metadata_mut().insert("containerd-namespace", namespace.parse().unwrap());
+    request
+        .metadata_mut()
+        .insert("containerd-namespace", namespace.parse().unwrap());
     request
 }
 
 /// A containers client whose own limits exceed the server's, so that the
 /// server's limits are what a test sees.
 pub fn containers_client(channel: Channel) -> ContainersClient<Channel> {
-    ContainersClient::new(channel).max_decoding_message_size(64 << 20).max_encoding_message_size(64 << 20)
+    ContainersClient::new(channel)
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20)
 }
 
 /// Raft timings for tests: quick elections, but not so quick that a loaded
 /// two-core machine trips them by accident.
-pub const TEST_RAFT_FLAGS: &[&str] = &["--heartbeat-ms", "100", "--election-timeout-ms", "700", "--request-timeout", "5"];
+pub const TEST_RAFT_FLAGS: &[&str] = &[
+    "--heartbeat-ms",
+    "100",
+    "--election-timeout-ms",
+    "700",
+    "--request-timeout",
+    "5",
+];
 
 /// A cluster of `berth serve` processes on loopback.
 pub struct TestCluster {
@@ -193,9 +237,18 @@ pub struct TestCluster {
 impl TestCluster {
     /// Starts `n` nodes with the same `--initial-cluster` and waits for a leader.
     pub async fn start(n: u64, extra: &[&str]) -> TestCluster {
-        let dir = tempfile::Builder::new().prefix("berth-cluster").tempdir().unwrap();
-        let addrs: Vec<String> = (0..n).map(|_| format!("127.0.0.1:{}", free_port())).collect();
-        let initial: Vec<String> = addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect();
+        let dir = tempfile::Builder::new()
+            .prefix("berth-cluster")
+            .tempdir()
+            .unwrap();
+        let addrs: Vec<String> = (0..n)
+            .map(|_| format!("127.0.0.1:{}", free_port()))
+            .collect();
+        let initial: Vec<String> = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("{}={a}", i + 1))
+            .collect();
         let mut nodes = Vec::new();
         for (i, addr) in addrs.iter().enumerate() {
             let mut args: Vec<String> = vec!["--initial-cluster".into(), initial.join(",")];
@@ -216,7 +269,12 @@ impl TestCluster {
     pub async fn spawn_joiner(&mut self, id: u64, extra: &[&str]) -> usize {
         let mut args: Vec<String> = vec!["--join".into()];
         args.extend(TEST_RAFT_FLAGS.iter().chain(extra).map(|s| s.to_string()));
-        let mut node = TestNode::new(id, self.dir.path(), format!("127.0.0.1:{}", free_port()), args);
+        let mut node = TestNode::new(
+            id,
+            self.dir.path(),
+            format!("127.0.0.1:{}", free_port()),
+            args,
+        );
         node.spawn();
         node.wait_ready().await;
         self.nodes.push(node);
@@ -225,7 +283,10 @@ impl TestCluster {
 
     /// The node with id `id`.
     pub fn node(&mut self, id: u64) -> &mut TestNode {
-        self.nodes.iter_mut().find(|n| n.id == id).expect("no such node")
+        self.nodes
+            .iter_mut()
+            .find(|n| n.id == id)
+            .expect("no such node")
     }
 
     /// Waits until a node other than those in `excluding` is leader and
@@ -234,11 +295,16 @@ impl TestCluster {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             for node in self.nodes.iter().filter(|n| n.child.is_some()) {
-                let Ok(channel) = node.channel().await else { continue };
+                let Ok(channel) = node.channel().await else {
+                    continue;
+                };
                 let mut client = ClusterClient::new(channel);
                 if let Ok(health) = client.health(HealthRequest {}).await {
                     let health = health.into_inner();
-                    if health.healthy && health.leader_id != 0 && !excluding.contains(&health.leader_id) {
+                    if health.healthy
+                        && health.leader_id != 0
+                        && !excluding.contains(&health.leader_id)
+                    {
                         return health.leader_id;
                     }
                 }
@@ -250,12 +316,21 @@ impl TestCluster {
 }
 
 /// The ids of all containers of `namespace` on a node, read at `consistency`.
-pub async fn list_ids(node: &TestNode, namespace: &str, serializable: bool) -> Result<Vec<String>, tonic::Status> {
+pub async fn list_ids(
+    node: &TestNode,
+    namespace: &str,
+    serializable: bool,
+) -> Result<Vec<String>, tonic::Status> {
     let mut request = in_ns(namespace, ListContainersRequest { filters: vec![] });
     if serializable {
-        request.metadata_mut().insert("berth-consistency", "serializable".parse().unwrap());
+        request
+            .metadata_mut()
+            .insert("berth-consistency", "serializable".parse().unwrap());
     }
-    let channel = node.channel().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let channel = node
+        .channel()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
     let listed = containers_client(channel).list(request).await?.into_inner();
     Ok(listed.containers.into_iter().map(|c| c.id).collect())
 }
@@ -264,15 +339,29 @@ pub async fn list_ids(node: &TestNode, namespace: &str, serializable: bool) -> R
 pub fn container(id: &str) -> PbContainer {
     PbContainer {
         id: id.into(),
-        runtime: Some(PbRuntime { name: "io.containerd.runc.v2".into(), options: None }),
-        spec: Some(prost_types::Any { type_url: "types.containerd.io/opencontainers/runtime-spec/1/Spec".into(), value: b"{}".to_vec() }),
+        runtime: Some(PbRuntime {
+            name: "io.containerd.runc.v2".into(),
+            options: None,
+        }),
+        spec: Some(prost_types::Any {
+            type_url: "types.containerd.io/opencontainers/runtime-spec/1/Spec".into(),
+            value: b"{}".to_vec(),
+        }),
         ..Default::default()
     }
 }
 
 /// Creates a container through `node`.
 pub async fn create_on(node: &TestNode, namespace: &str, id: &str) -> Result<(), tonic::Status> {
-    let channel = node.channel().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-    let request = in_ns(namespace, CreateContainerRequest { container: Some(container(id)) });
+    let channel = node
+        .channel()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let request = in_ns(
+        namespace,
+        CreateContainerRequest {
+            container: Some(container(id)),
+        },
+    );
     containers_client(channel).create(request).await.map(|_| ())
 }
