@@ -40,6 +40,28 @@ async fn add_node(via: &TestNode, id: u64, address: &str) -> Result<Vec<String>,
     Ok(phases)
 }
 
+/// Runs `berth snapshot restore` for one member.
+fn restore(
+    backup: &std::path::Path,
+    data_dir: &std::path::Path,
+    node_id: u64,
+    initial_cluster: &str,
+) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["snapshot", "restore"])
+        .arg(backup)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args([
+            "--node-id",
+            &node_id.to_string(),
+            "--initial-cluster",
+            initial_cluster,
+        ])
+        .output()
+        .unwrap()
+}
+
 async fn remove_node(via: &TestNode, id: u64, force: bool) -> Result<(), tonic::Status> {
     cluster_client(via)
         .await
@@ -427,19 +449,7 @@ async fn backup_from_a_follower_restores_into_a_new_cluster_identically() {
                     .map(|s| s.to_string())
                     .collect(),
             );
-            let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
-                .args(["snapshot", "restore"])
-                .arg(&backup)
-                .arg("--data-dir")
-                .arg(&node.data_dir)
-                .args([
-                    "--node-id",
-                    &(i + 1).to_string(),
-                    "--initial-cluster",
-                    &initial.join(","),
-                ])
-                .output()
-                .unwrap();
+            let out = restore(&backup, &node.data_dir, i as u64 + 1, &initial.join(","));
             assert!(
                 out.status.success(),
                 "restore failed: {}",
@@ -504,14 +514,12 @@ async fn backup_from_a_follower_restores_into_a_new_cluster_identically() {
             .await
             .unwrap();
         // Restoring into a non-empty data dir is refused.
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
-            .args(["snapshot", "restore"])
-            .arg(&backup)
-            .arg("--data-dir")
-            .arg(&restored_cluster.nodes[0].data_dir)
-            .args(["--node-id", "1", "--initial-cluster", &initial.join(",")])
-            .output()
-            .unwrap();
+        let out = restore(
+            &backup,
+            &restored_cluster.nodes[0].data_dir,
+            1,
+            &initial.join(","),
+        );
         assert!(!out.status.success());
     })
     .await

@@ -10,8 +10,12 @@ use std::time::{Duration, Instant};
 
 use berth::proto::berth::raft::v1::RaftRequest;
 use berth::proto::berth::raft::v1::raft_client::RaftClient;
+use berth::proto::containerd::events::ContainerCreate;
 use berth::proto::containerd::services::containers::v1 as pb;
+use berth::proto::containerd::services::events::v1::SubscribeRequest;
+use berth::proto::containerd::services::events::v1::events_client::EventsClient;
 use common::{TestCluster, bounded, containers_client, create_on, in_ns, list_ids};
+use prost::Message;
 use tonic::Code;
 
 #[tokio::test]
@@ -20,14 +24,45 @@ async fn a_write_to_a_follower_is_readable_from_every_node() {
         let cluster = TestCluster::start(3, &[]).await;
         let leader = cluster.wait_for_leader(&[]).await;
         let follower = cluster.nodes.iter().find(|n| n.id != leader).unwrap();
+        let other = cluster
+            .nodes
+            .iter()
+            .find(|n| n.id != leader && n.id != follower.id)
+            .unwrap();
+        // Every node publishes the events of the entries it applies.
+        let mut subscriptions = Vec::new();
+        for node in &cluster.nodes {
+            let mut events = EventsClient::new(node.channel().await.unwrap());
+            subscriptions.push(
+                events
+                    .subscribe(SubscribeRequest { filters: vec![] })
+                    .await
+                    .unwrap()
+                    .into_inner(),
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
         create_on(follower, "default", "via-follower")
             .await
             .unwrap();
+        create_on(other, "default", "via-other").await.unwrap();
+        for (node, events) in cluster.nodes.iter().zip(&mut subscriptions) {
+            for id in ["via-follower", "via-other"] {
+                let envelope = events.message().await.unwrap().unwrap();
+                let payload = ContainerCreate::decode(&envelope.event.unwrap().value[..]).unwrap();
+                assert_eq!(
+                    (envelope.topic.as_str(), payload.id.as_str()),
+                    ("/containers/create", id),
+                    "node {}",
+                    node.id
+                );
+            }
+        }
         for node in &cluster.nodes {
             // Linearizable by default: each node must see the acknowledged write at once.
             assert_eq!(
                 list_ids(node, "default", false).await.unwrap(),
-                ["via-follower"],
+                ["via-follower", "via-other"],
                 "node {}",
                 node.id
             );

@@ -6,7 +6,8 @@
 #   1. compose up: all three healthy; a container created through node 2 is
 #      listed by ctr through node 3's socket and by berth through node 1 (TCP).
 #   2. docker kill the leader: a new leader, writes go on through the other
-#      two; docker start it: it catches up.
+#      two; docker start it: it catches up. kill -9 a node's process (a
+#      crash, not a stop): its restart policy brings it back.
 #   3. docker network disconnect a follower: the other two serve writes; the
 #      cut-off node fails linearizable reads with UNAVAILABLE (never stale
 #      data; the client reaches it through its unix socket, outside the
@@ -96,7 +97,7 @@ FAILED_STEPS=()
 compose() {
     BERTH_IMAGE=$IMAGE BERTH_RUN_DIR=$RUN BERTH_PUBLISH_ADDR=127.0.0.1 \
         BERTH_PORT_1="" BERTH_PORT_2="" BERTH_PORT_3="" BERTH_LOG=info \
-        timeout "$STEP_TIMEOUT" docker-compose --no-ansi -p "$PROJECT" -f "$COMPOSE_FILE" "$@"
+        timeout "$STEP_TIMEOUT" docker-compose --ansi never -p "$PROJECT" -f "$COMPOSE_FILE" "$@"
 }
 
 cleanup() {
@@ -177,6 +178,7 @@ step() {
         FAILED=$((FAILED + 1))
         FAILED_STEPS+=("$name")
         echo "FAIL - $name ($((SECONDS - started))s)"
+        restore
     fi
 }
 
@@ -205,6 +207,25 @@ b() {
 ok() {
     b "$@"
     ((RC == 0)) || fail "\`$CMD\` exited $RC: $ERR"
+}
+
+# restore: whatever a failed step left behind: every node container that
+# exists runs and is on the cluster's network (so later steps start from a
+# whole cluster).
+restore() {
+    local n c net
+    net=$(network)
+    for n in 1 2 3 4; do
+        c=$(cid "$n" 2>/dev/null) || continue
+        if [[ $(docker inspect --format '{{.State.Running}}' "$c") != true ]]; then
+            echo "    (restore: starting berth-$n)"
+            timeout "$STEP_TIMEOUT" docker start "$c" >/dev/null || true
+        fi
+        if ! docker inspect --format '{{range $k, $v := .NetworkSettings.Networks}}{{$v.NetworkID}} {{end}}' "$c" | grep -q "$net"; then
+            echo "    (restore: reconnecting berth-$n)"
+            timeout "$STEP_TIMEOUT" docker network connect --alias "berth-$n" "$net" "$c" || true
+        fi
+    done
 }
 
 # Node N's endpoints: its unix socket (from the host) and its published port.
@@ -341,12 +362,12 @@ docker_healthy() {
     done
 }
 
-# cut N / heal N: takes node N's container off the network / puts it back
+# cut_off N / reconnect N: takes node N's container off the network / puts it back
 # (with its DNS name: compose gave it the alias berth-N).
-cut() {
+cut_off() {
     timeout "$STEP_TIMEOUT" docker network disconnect "$(network)" "$(cid "$1")" || fail "cannot disconnect berth-$1"
 }
-heal() {
+reconnect() {
     timeout "$STEP_TIMEOUT" docker network connect --alias "berth-$1" "$(network)" "$(cid "$1")" ||
         fail "cannot reconnect berth-$1"
 }
@@ -354,10 +375,28 @@ heal() {
 # unavailable N [flags]: a linearizable read through node N must fail with
 # UNAVAILABLE (and never return data).
 unavailable_read() {
-    b --endpoints "$(ep "$1")" containers list
+    # A client deadline longer than the server's request timeout (10 s), so
+    # the answer is the server's, not the client giving up.
+    CALL_TIMEOUT=30 b --endpoints "$(ep "$1")" containers list
     ((RC != 0)) || fail "node $1 served a linearizable read while cut off: $OUT"
     grep -q 'Unavailable' <<<"$ERR" || fail "node $1: the read failed, but not with UNAVAILABLE: $ERR"
     note "node $1 (cut off): $(tail -n 1 <<<"$ERR")"
+}
+
+# probes_when_cut N: inside cut-off node N, the healthcheck (compose, image)
+# fails, while the Kubernetes liveness command (a local read) succeeds: a
+# node cut off is unhealthy/unready, but alive, and must not be restarted.
+LIVENESS=(/usr/local/bin/berth --endpoints=127.0.0.1:7070 --consistency=serializable --timeout=5
+    containers list id==berth-liveness-probe)
+probes_when_cut() {
+    local c health live
+    c=$(cid "$1")
+    if health=$(timeout "$STEP_TIMEOUT" docker exec "$c" /usr/local/bin/berth --endpoints 127.0.0.1:7070 --timeout 3 cluster health 2>&1); then
+        fail "node $1 is cut off, yet its healthcheck passes: $health"
+    fi
+    live=$(timeout "$STEP_TIMEOUT" docker exec "$c" "${LIVENESS[@]}" 2>&1) ||
+        fail "node $1 is cut off and the liveness command fails: $live"
+    note "node $1 (cut off): healthcheck fails ($(head -n 1 <<<"$health" | cut -c1-70)…); liveness command passes"
 }
 
 # start_join N DATA_VOLUME: starts node N outside compose, empty, waiting to
@@ -450,23 +489,56 @@ t_kill_leader() {
     note "node $old restarted and caught up: $(acked)"
 }
 
+# restarted_since C N: container C has restarted more than N times and runs.
+restarted_since() {
+    local count running
+    count=$(docker inspect --format '{{.RestartCount}}' "$1")
+    running=$(docker inspect --format '{{.State.Running}}' "$1")
+    ((count > $2)) && [[ $running == true ]]
+}
+
+t_crash() {
+    local leader f c pid restarts
+    if [[ $(id -u) != 0 ]]; then
+        note "not root: cannot kill berth's process (uid $BERTH_UID) from the host; checking docker restart instead"
+    fi
+    leader=$(leader_among 1 2 3)
+    f=$(printf '%s\n' 1 2 3 | grep -vx "$leader" | tail -n 1)
+    c=$(cid "$f")
+    restarts=$(docker inspect --format '{{.RestartCount}}' "$c")
+    if [[ $(id -u) == 0 ]]; then
+        pid=$(docker inspect --format '{{.State.Pid}}' "$c")
+        ((pid > 0)) || fail "berth-$f has no process"
+        kill -KILL "$pid"
+        note "kill -9 of berth-$f's berth process (host pid $pid)"
+        wait_for "$WAIT_TIMEOUT" "berth-$f restarted by its restart policy" restarted_since "$c" "$restarts"
+    else
+        timeout "$STEP_TIMEOUT" docker restart "$c" >/dev/null || fail "docker restart berth-$f failed"
+    fi
+    create "$leader" "after-crash-of-$f"
+    converged "$f"
+    wait_for 60 "berth-$f healthy again" docker_healthy "$f"
+    note "berth-$f is back (restart count $(docker inspect --format '{{.RestartCount}}' "$c")) and caught up"
+}
+
 t_cut_follower() {
     local leader f other
     leader=$(leader_among 1 2 3)
     f=$(printf '%s\n' 1 2 3 | grep -vx "$leader" | head -n 1)
     other=$(printf '%s\n' 1 2 3 | grep -vx "$leader" | grep -vx "$f")
-    cut "$f"
+    cut_off "$f"
     note "cut off follower $f (leader $leader)"
     create "$leader" "cut-$f-via-$leader"
     create "$other" "cut-$f-via-$other"
     converged "$leader" "$other"
     unavailable_read "$f"
+    probes_when_cut "$f"
     # Its local state is behind: what a linearizable read must never return.
     local stale
     stale=$(ids "$f" --consistency serializable)
     [[ $stale != "$(acked)" ]] || fail "node $f has the writes made while it was cut off?"
     note "node $f local (serializable) state lacks the new writes, as expected"
-    heal "$f"
+    reconnect "$f"
     converged "$f"
     leader_among 1 2 3 >/dev/null
     note "node $f reconnected and caught up"
@@ -477,20 +549,21 @@ t_cut_leader() {
     old=$(leader_among 1 2 3)
     a=$(printf '%s\n' 1 2 3 | grep -vx "$old" | head -n 1)
     b_=$(printf '%s\n' 1 2 3 | grep -vx "$old" | grep -vx "$a")
-    cut "$old"
+    cut_off "$old"
     new=$(leader_among "$a" "$b_")
     note "cut off leader $old; nodes $a and $b_ elected node $new"
     create "$a" "split-via-$a"
     create "$b_" "split-via-$b_"
     # The old leader must not acknowledge a write (it cannot reach a quorum).
-    b --endpoints "$(ep "$old")" containers create "split-via-old-$old"
+    CALL_TIMEOUT=30 b --endpoints "$(ep "$old")" containers create "split-via-old-$old"
     ((RC != 0)) || {
         echo "split-via-old-$old" >>"$ACKED"
         fail "the cut-off old leader $old acknowledged a write"
     }
     note "old leader $old refused the write: $(tail -n 1 <<<"$ERR")"
     unavailable_read "$old"
-    heal "$old"
+    probes_when_cut "$old"
+    reconnect "$old"
     converged 1 2 3
     leader_among 1 2 3 >/dev/null
     grep -qx "split-via-old-$old" <(ids "$old") && fail "the unacknowledged write appeared after healing"
@@ -553,7 +626,7 @@ echo "project: $PROJECT"
 # The client: the berth binary of the image under test, run on the host.
 helper=$(timeout "$STEP_TIMEOUT" docker create --label "$TEST_LABEL" "$IMAGE") || die "docker create $IMAGE failed"
 timeout "$STEP_TIMEOUT" docker cp "$helper:/usr/local/bin/berth" "$CLI" || die "cannot copy berth out of $IMAGE"
-timeout "$STEP_TIMEOUT" docker rm "$helper" >/dev/null
+timeout "$STEP_TIMEOUT" docker rm -v "$helper" >/dev/null
 "$CLI" --version >/dev/null 2>&1 || die "the image's berth binary does not run on this host"
 "$CLI" cluster --help >/dev/null 2>&1 || die "the image's berth has no \`cluster\` commands"
 
@@ -564,6 +637,7 @@ if ((FAILED > 0)); then
 fi
 step "create via node 2; ctr lists it via node 3's socket, berth via node 1 (TCP)" t_create_and_list
 step "docker kill the leader: new leader, writes go on; restart: it catches up" t_kill_leader
+step "a node's process crashes: restart policy brings it back, it catches up" t_crash
 step "disconnect a follower: writes go on, it answers UNAVAILABLE; reconnect: identical data" t_cut_follower
 step "partition the leader: majority elects, old leader acknowledges nothing; heal: all agree" t_cut_leader
 step "grow to four (--join + add-node), then remove-node back to three" t_grow_shrink
