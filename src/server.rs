@@ -72,7 +72,8 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     })
     .await?;
     let (routes, health) = api::routes(&node, &uuid);
-    tokio::spawn(health::report(node.clone(), health));
+    let election_timeout = Duration::from_millis(config.raft.election_timeout_ms);
+    tokio::spawn(health::report(node.clone(), health, election_timeout));
     tokio::spawn(admin::ensure_cluster_id(node.clone()));
 
     let tcp_addr: SocketAddr = tcp.local_addr()?;

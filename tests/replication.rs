@@ -17,6 +17,9 @@ use berth::proto::containerd::services::events::v1::events_client::EventsClient;
 use common::{TestCluster, bounded, containers_client, create_on, in_ns, list_ids};
 use prost::Message;
 use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 
 #[tokio::test]
 async fn a_write_to_a_follower_is_readable_from_every_node() {
@@ -305,10 +308,38 @@ async fn a_node_cut_off_from_the_others_refuses_linearizable_reads() {
             assert_eq!(list_ids(node, "cut", false).await.unwrap(), ["before"]);
         }
         cluster.node(2).kill();
+        let mut health = HealthClient::new(cluster.node(1).channel().await.unwrap());
+        let serving = |r: Result<tonic::Response<HealthCheckResponse>, tonic::Status>| {
+            r.map(|r| r.into_inner().status == ServingStatus::Serving as i32)
+                .unwrap_or(false)
+        };
+        assert!(serving(
+            health
+                .check(HealthCheckRequest {
+                    service: String::new()
+                })
+                .await
+        ));
         cluster.node(3).kill();
         let started = Instant::now();
         let status = list_ids(cluster.node(1), "cut", false).await.unwrap_err();
         assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+        // Its health turns NOT_SERVING too (it may have been the leader: a leader
+        // without quorum acknowledgements is not believable either).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while serving(
+            health
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await,
+        ) {
+            assert!(
+                Instant::now() < deadline,
+                "node 1 still reports SERVING without a quorum"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         assert!(started.elapsed() < Duration::from_secs(15));
         // An explicitly serializable read still answers from local state.
         assert_eq!(

@@ -85,6 +85,16 @@ $ldd_out"
         cp -L "$lib" "$root$lib"
         echo "  + $lib"
     done
+    # Name resolution: glibc loads its NSS modules with dlopen, so ldd does
+    # not list them. Since glibc 2.34 "files" and "dns" are built into libc
+    # (these files are stubs); before, they are needed. Copy them if present.
+    libdir=$(dirname "$(awk '$1 == "libc.so.6" { print $3 }' <<<"$ldd_out")")
+    for lib in libnss_files.so.2 libnss_dns.so.2 libresolv.so.2; do
+        if [[ -e $libdir/$lib && ! -e $root$libdir/$lib ]]; then
+            cp -L "$libdir/$lib" "$root$libdir/$lib"
+            echo "  + $libdir/$lib (NSS)"
+        fi
+    done
 fi
 
 cat >"$root/etc/passwd" <<EOF

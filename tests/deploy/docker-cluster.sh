@@ -20,8 +20,9 @@
 #   6. Remove a member, wipe its data, re-add it with fresh data (--join).
 #
 # Usage: tests/deploy/docker-cluster.sh
-#   BERTH_IMAGE   image under test [default: berth:<version from Cargo.toml>];
-#                 build it first with deploy/image/build.sh
+#   BERTH_IMAGE   image under test [default: berth:<version from Cargo.toml>,
+#                 built with deploy/image/build.sh if missing; an existing one
+#                 is used as it is: rebuild it after changing the code]
 #   CTR           ctr binary [default: ctr from PATH; without it the ctr check
 #                 uses berth on the same socket]
 #   STEP_TIMEOUT  seconds one docker or client call may take [default: 40]
@@ -65,7 +66,7 @@ skip() {
 
 command -v docker >/dev/null || skip "no docker client installed"
 if ! docker_info=$(timeout 20 docker info --format '{{.ServerVersion}}' 2>&1); then
-    skip "no Docker engine reachable ($(head -n 1 <<<"$docker_info"))"
+    skip "no Docker engine reachable ($(grep -m 1 . <<<"$docker_info"))"
 fi
 command -v docker-compose >/dev/null || skip "docker-compose (compose v1) is not installed"
 command -v python3 >/dev/null || die "python3 is needed (JSON parsing)"
@@ -75,8 +76,11 @@ version=$(awk '
     in_package && /^version *=/ { gsub(/.*= *"|".*/, ""); print; exit }
 ' "$REPO_ROOT/Cargo.toml")
 IMAGE=${BERTH_IMAGE:-berth:$version}
-docker image inspect "$IMAGE" >/dev/null 2>&1 ||
-    die "image $IMAGE not found: build it with deploy/image/build.sh (or set BERTH_IMAGE)"
+if ! docker image inspect "$IMAGE" >/dev/null 2>&1; then
+    [[ -z ${BERTH_IMAGE:-} ]] || die "image $IMAGE not found"
+    echo "image $IMAGE not found: building it with deploy/image/build.sh"
+    "$REPO_ROOT/deploy/image/build.sh" || die "building $IMAGE failed"
+fi
 
 # ---------------------------------------------------------------------------
 # What this run owns, and cleanup
@@ -149,9 +153,10 @@ trap 'echo "docker-cluster.sh: aborted (terminated, or TOTAL_TIMEOUT=${TOTAL_TIM
 
 # The whole run is bounded too.
 (
+    trap 'kill "$sleeper" 2>/dev/null; exit 0' TERM
     sleep "$TOTAL_TIMEOUT" &
-    wait $!
-    kill -TERM $$ 2>/dev/null
+    sleeper=$!
+    wait "$sleeper" && kill -TERM $$ 2>/dev/null
 ) &
 WATCHDOG=$!
 
