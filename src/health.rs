@@ -45,14 +45,12 @@ pub async fn report(node: Node, reporter: HealthReporter, election_timeout: Dura
             reporter.set_service_status("", status).await;
             last = Some(status);
         }
-        match tokio::time::timeout(RECHECK, metrics.changed()).await {
-            Ok(Err(_)) => {
-                reporter
-                    .set_service_status("", ServingStatus::NotServing)
-                    .await;
-                return;
-            }
-            Ok(Ok(())) | Err(_) => {}
+        // A closed metrics channel means the node stopped.
+        if let Ok(Err(_)) = tokio::time::timeout(RECHECK, metrics.changed()).await {
+            reporter
+                .set_service_status("", ServingStatus::NotServing)
+                .await;
+            return;
         }
     }
 }
