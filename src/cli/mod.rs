@@ -2,6 +2,7 @@
 //! client of a running cluster. Flags may also come from `BERTH_*`
 //! environment variables.
 
+pub mod bench;
 pub mod client;
 pub mod cluster;
 pub mod containers;
@@ -88,6 +89,8 @@ pub enum Command {
     /// Back up (save) and restore the whole store.
     #[command(subcommand)]
     Snapshot(snapshot::SnapshotCommand),
+    /// Generate load and report throughput and latency percentiles.
+    Bench(bench::BenchArgs),
 }
 
 /// `berth serve`.
@@ -169,5 +172,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Containers(command) => containers::run(&cli.global, command).await,
         Command::Cluster(command) => cluster::run(&cli.global, command).await,
         Command::Snapshot(command) => snapshot::run(&cli.global, command).await,
+        Command::Bench(args) => bench::run(&cli.global, args).await,
     }
 }
