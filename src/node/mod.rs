@@ -2,17 +2,20 @@
 //! store and the event bus, and gives the API layer exactly two operations:
 //!
 //! - [`Node::write`]: order a `Command` through the Raft log and return its
-//!   outcome once a quorum has it durably and it is applied. On a follower
-//!   the command is forwarded to the leader; the client never sees "not
-//!   leader".
+//!   outcome once a quorum has it durably and it is applied. Concurrent
+//!   writes are gathered into batches, one log entry each (`batcher`); on a
+//!   follower a batch is forwarded to the leader (`writes`), so the client
+//!   never sees "not leader".
 //! - [`Node::read_barrier`]: wait until a read may run against the local
 //!   store. Linearizable (default): ReadIndex from the leader (a quorum
 //!   heartbeat round, shared by concurrent reads), then wait until this
 //!   node has applied up to it. Serializable: no wait.
 
+mod batcher;
 pub mod bootstrap;
 pub mod leader;
 pub mod reads;
+mod writes;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -20,7 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::error::{CheckIsLeaderError, RaftError};
 use openraft::{BasicNode, ServerState};
 use tokio::time::Instant;
 
@@ -30,11 +33,13 @@ use leader::LeaderReply;
 use crate::error::{Error, Result};
 use crate::events::EventBus;
 use crate::raft::log_store::LogStore;
-use crate::raft::network::{NetworkFactory, PeerError, PeerRpc, Peers};
+use crate::raft::network::{NetworkFactory, PeerRpc, Peers};
 use crate::raft::snapshot::SnapshotDir;
 use crate::raft::state_machine::StateMachine;
-use crate::raft::{NodeId, Raft, Response};
+use crate::raft::{Batch, NodeId, Raft};
 use crate::store::command::{Applied, Command, Outcome};
+use batcher::WriteBatcher;
+use writes::WriteRouter;
 use crate::store::{Store, StoreOptions};
 use crate::wal::{Wal, WalOptions};
 use reads::ReadRounds;
@@ -87,7 +92,9 @@ impl RaftOptions {
             // A lagging follower is sent a snapshot rather than a long log;
             // this must stay above the snapshot threshold.
             replication_lag_threshold: self.snapshot_threshold * 2,
-            purge_batch_size: 256,
+            // Purge in batches, but small enough relative to the threshold
+            // that a small threshold still bounds the log.
+            purge_batch_size: (self.snapshot_threshold / 4).clamp(1, 256),
             ..Default::default()
         };
         config
@@ -127,6 +134,8 @@ pub struct Node {
 
 struct Inner {
     id: NodeId,
+    /// Gathers concurrent writes into log entries.
+    writes: Arc<WriteBatcher>,
     raft: Raft,
     store: Arc<Store>,
     events: EventBus,
@@ -138,7 +147,6 @@ struct Inner {
     /// followers that ask over the peer service).
     leader_reads: Arc<ReadRounds>,
     request_timeout: Duration,
-    heartbeat: Duration,
     data_dir: PathBuf,
     snapshots: Arc<SnapshotDir>,
     /// Set once this node has been removed from the cluster: it then
@@ -190,9 +198,31 @@ impl Node {
                 Box::pin(async move { any_read_index(&raft, &peers, &leader_reads, timeout).await })
             })
         };
+        let router = WriteRouter {
+            id: config.id,
+            raft: raft.clone(),
+            peers: peers.clone(),
+            request_timeout: config.request_timeout,
+            leader_wait: heartbeat * 5,
+        };
+        let writes = WriteBatcher::start(move |commands| {
+            let router = router.clone();
+            let timeout = router.request_timeout;
+            Box::pin(async move {
+                // Bounded, so that a stuck batch frees its slot.
+                tokio::time::timeout(timeout, router.route(Batch { commands }))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Error::DeadlineExceeded(format!(
+                            "write not confirmed within {timeout:?}; it may or may not have been applied"
+                        )))
+                    })
+            })
+        });
         let node = Node {
             inner: Arc::new(Inner {
                 id: config.id,
+                writes,
                 raft,
                 store,
                 events,
@@ -201,7 +231,6 @@ impl Node {
                 reads,
                 leader_reads,
                 request_timeout: config.request_timeout,
-                heartbeat,
                 retired: AtomicBool::new(false),
                 data_dir: config.data_dir.clone(),
                 snapshots,
@@ -258,86 +287,18 @@ impl Node {
     pub async fn write(&self, command: Command) -> Result<Applied> {
         self.check_serving()?;
         let timeout = self.inner.request_timeout;
-        match tokio::time::timeout(timeout, self.route_write(command)).await {
-            Ok(outcome) => outcome?,
+        match tokio::time::timeout(timeout, self.inner.writes.submit(command)).await {
+            Ok(Ok(outcome)) => outcome?,
+            Ok(Err(_)) => Err(Error::Internal("the write batcher dropped a write".into())),
             Err(_) => Err(Error::DeadlineExceeded(format!(
                 "write not confirmed within {timeout:?}; it may or may not have been applied"
             ))),
         }
     }
 
-    async fn route_write(&self, command: Command) -> Result<Outcome> {
-        loop {
-            match self.inner.raft.client_write(command.clone()).await {
-                Ok(written) => return response_outcome(written.data),
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
-                    // Not appended here: trying elsewhere cannot duplicate it.
-                    let leader = forward.leader_id.filter(|l| *l != self.inner.id);
-                    let Some(leader) = leader else {
-                        self.wait_for_leader_change(None).await;
-                        continue;
-                    };
-                    match self.forward_write(leader, &command).await {
-                        Ok(Some(outcome)) => return Ok(outcome),
-                        Ok(None) => self.wait_for_leader_change(Some(leader)).await,
-                        Err(e) => return Err(e),
-                    }
-                }
-                Err(RaftError::APIError(other)) => {
-                    return Err(Error::Internal(format!("raft refused a write: {other}")));
-                }
-                Err(RaftError::Fatal(fatal)) => {
-                    return Err(Error::Unavailable(format!("raft is not running: {fatal}")));
-                }
-            }
-        }
-    }
-
-    /// Sends a write to the leader. `Ok(None)`: it was not delivered, or the
-    /// leader says it no longer leads, so it was not applied and may be
-    /// retried.
-    async fn forward_write(&self, leader: NodeId, command: &Command) -> Result<Option<Outcome>> {
-        let Some(addr) = self.node_addr(leader) else {
-            return Ok(None);
-        };
-        let reply: Result<LeaderReply<Outcome>, PeerError> = self
-            .inner
-            .peers
-            .call(
-                leader,
-                &addr,
-                PeerRpc::ForwardWrite,
-                command,
-                self.inner.request_timeout,
-            )
-            .await;
-        match reply {
-            Ok(LeaderReply::Done(outcome)) => Ok(Some(outcome)),
-            Ok(LeaderReply::NotLeader) => Ok(None),
-            Ok(LeaderReply::Failed(e)) => Err(e),
-            Err(PeerError::NotSent { .. }) => Ok(None),
-            Err(e) => Err(Error::Unavailable(format!(
-                "lost contact with the leader while it handled the write; it may or may not have been applied: {e}"
-            ))),
-        }
-    }
-
-    /// The leader-side half of a forwarded write: propose it here, never
-    /// forward again (a forwarding loop between two nodes that each think the
-    /// other leads would never end).
-    pub async fn write_as_leader(&self, command: Command) -> LeaderReply<Outcome> {
-        match self.inner.raft.client_write(command).await {
-            Ok(written) => match response_outcome(written.data) {
-                Ok(outcome) => LeaderReply::Done(outcome),
-                Err(e) => LeaderReply::Failed(e),
-            },
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-                LeaderReply::NotLeader
-            }
-            Err(e) => LeaderReply::Failed(Error::Unavailable(format!(
-                "raft refused a forwarded write: {e}"
-            ))),
-        }
+    /// The leader-side half of a batch forwarded by a follower.
+    pub async fn write_as_leader(&self, batch: Batch) -> LeaderReply<Vec<Outcome>> {
+        writes::propose_as_leader(&self.inner.raft, batch).await
     }
 
     /// Waits until a read at `consistency` may run against the local store.
@@ -378,27 +339,9 @@ impl Node {
         }
     }
 
-    /// Waits (up to about an election timeout) for the known leader to be
-    /// different from `current`.
-    async fn wait_for_leader_change(&self, current: Option<NodeId>) {
-        let mut metrics = self.inner.raft.metrics();
-        let wait = async {
-            loop {
-                let leader = metrics.borrow().current_leader;
-                if leader.is_some() && leader != current {
-                    return;
-                }
-                if metrics.changed().await.is_err() {
-                    return;
-                }
-            }
-        };
-        let _ = tokio::time::timeout(self.inner.heartbeat * 5, wait).await;
-    }
-
     /// The address of a member, from the current membership.
     pub fn node_addr(&self, id: NodeId) -> Option<String> {
-        member_addr(&self.inner.raft, id)
+        writes::member_addr(&self.inner.raft, id)
     }
 
     /// This node's id.
@@ -508,26 +451,6 @@ async fn watch_own_removal(node: Node) {
     }
 }
 
-/// A member's address from the Raft membership.
-fn member_addr(raft: &Raft, id: NodeId) -> Option<String> {
-    let metrics = raft.metrics();
-    let membership = metrics.borrow().membership_config.clone();
-    membership
-        .membership()
-        .get_node(&id)
-        .map(|n| n.addr.clone())
-}
-
-/// The outcome inside a log entry's response.
-fn response_outcome(response: Response) -> Result<Outcome> {
-    match response {
-        Response::Applied(outcome) => Ok(outcome),
-        Response::Nothing => Err(Error::Internal(
-            "a command's entry produced no outcome".into(),
-        )),
-    }
-}
-
 /// A read index confirmed by this node as leader. `FailedPrecondition`
 /// means it is not the leader.
 async fn leader_read_index(raft: &Raft) -> Result<u64> {
@@ -571,7 +494,7 @@ async fn any_read_index(
             "no leader is known; cannot serve a linearizable read".into(),
         ));
     };
-    let Some(addr) = member_addr(raft, leader) else {
+    let Some(addr) = writes::member_addr(raft, leader) else {
         return Err(Error::Unavailable(format!(
             "the leader (node {leader}) has no known address"
         )));

@@ -7,8 +7,8 @@
 //! `api::peer` the server), which also carries writes forwarded from
 //! followers and the ReadIndex followers need for linearizable reads.
 //!
-//! Nothing here knows containerd: the log carries opaque `Command`s and
-//! returns their `Outcome`s.
+//! Nothing here knows containerd: a log entry carries a [`Batch`] of opaque
+//! `Command`s and returns their `Outcome`s.
 
 pub mod codec;
 pub mod log_store;
@@ -23,11 +23,26 @@ use crate::store::command::{Command, Outcome};
 /// Node ids: small positive integers chosen by the operator.
 pub type NodeId = u64;
 
+/// The payload of a normal log entry: commands proposed together.
+///
+/// openraft 0.9's core appends one client write at a time and waits for it
+/// to be durable before taking the next, so one command per entry would
+/// cost one fsync per command. The node's write batcher
+/// (`node::batcher`) instead gathers the commands that arrive while a batch
+/// is in flight into the next entry: under load, many commands share one
+/// append, one fsync on every node, one replication round and one store
+/// transaction. Commands of a batch are applied in order, independently:
+/// one's refusal does not affect the others.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batch {
+    pub commands: Vec<Command>,
+}
+
 /// What a log entry produced when applied.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
-    /// A `Command`'s outcome.
-    Applied(Outcome),
+    /// The outcome of each command of the entry's batch, in order.
+    Applied(Vec<Outcome>),
     /// Blank and membership entries produce nothing.
     Nothing,
 }
@@ -35,7 +50,7 @@ pub enum Response {
 openraft::declare_raft_types!(
     /// berth's openraft type configuration.
     pub TypeConfig:
-        D = Command,
+        D = Batch,
         R = Response,
         NodeId = NodeId,
         Node = openraft::BasicNode,

@@ -158,7 +158,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut commands: Vec<&Command> = Vec::new();
         for entry in &entries {
             match &entry.payload {
-                EntryPayload::Normal(command) => commands.push(command),
+                EntryPayload::Normal(batch) => commands.extend(&batch.commands),
                 EntryPayload::Membership(m) => {
                     membership = Some(StoredMembership::new(Some(entry.log_id), m.clone()))
                 }
@@ -177,9 +177,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             meta.push((MEMBERSHIP_KEY, bytes));
         }
         let store = &self.store;
+        let started = std::time::Instant::now();
         let mut outcomes = tokio::task::block_in_place(|| store.apply(&commands, &meta))
             .map_err(|e| sm_error(ErrorVerb::Write, e))?
             .into_iter();
+        tracing::trace!(
+            entries = entries.len(),
+            commands = commands.len(),
+            micros = started.elapsed().as_micros() as u64,
+            "applied"
+        );
         self.applied = Some(last);
         if let Some(m) = membership {
             self.membership = m;
@@ -187,16 +194,20 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut responses = Vec::with_capacity(entries.len());
         for entry in &entries {
             match &entry.payload {
-                EntryPayload::Normal(command) => {
-                    let outcome = outcomes.next().ok_or_else(|| {
-                        sm_error(ErrorVerb::Write, "the store returned too few outcomes")
-                    })?;
-                    if let Ok(applied) = &outcome
-                        && let Some(event) = Event::of(command, applied)
-                    {
-                        self.events.publish(event);
+                EntryPayload::Normal(batch) => {
+                    let mut batch_outcomes = Vec::with_capacity(batch.commands.len());
+                    for command in &batch.commands {
+                        let outcome = outcomes.next().ok_or_else(|| {
+                            sm_error(ErrorVerb::Write, "the store returned too few outcomes")
+                        })?;
+                        if let Ok(applied) = &outcome
+                            && let Some(event) = Event::of(command, applied)
+                        {
+                            self.events.publish(event);
+                        }
+                        batch_outcomes.push(outcome);
                     }
-                    responses.push(Response::Applied(outcome));
+                    responses.push(Response::Applied(batch_outcomes));
                 }
                 _ => responses.push(Response::Nothing),
             }
