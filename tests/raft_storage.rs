@@ -8,7 +8,7 @@ use berth::events::EventBus;
 use berth::raft::log_store::LogStore;
 use berth::raft::snapshot::SnapshotDir;
 use berth::raft::state_machine::StateMachine;
-use berth::raft::{Entry, LogId, StorageError, TypeConfig};
+use berth::raft::{Batch, Entry, LogId, StorageError, TypeConfig};
 use berth::store::command::Command;
 use berth::store::model::{AnyValue, Container, Runtime};
 use berth::store::{Store, StoreOptions};
@@ -56,9 +56,11 @@ fn create_entry(index: u64) -> Entry {
     };
     Entry {
         log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-        payload: EntryPayload::Normal(Command::CreateContainer {
-            namespace: "ns".into(),
-            container,
+        payload: EntryPayload::Normal(Batch {
+            commands: vec![Command::CreateContainer {
+                namespace: "ns".into(),
+                container,
+            }],
         }),
     }
 }

@@ -20,7 +20,7 @@ use std::time::Duration;
 use openraft::{BasicNode, CommittedLeaderId, Membership};
 
 use crate::error::{Error, Result};
-use crate::node::Node;
+use crate::node::{Consistency, Node};
 use crate::raft::log_store::PURGED;
 use crate::raft::snapshot::{self, SnapshotDir, SnapshotReader};
 use crate::raft::state_machine::{APPLIED_KEY, install_image};
@@ -33,9 +33,12 @@ use crate::wal::{Wal, WalOptions};
 /// How long `snapshot save` waits for a fresh snapshot to be built.
 const BUILD_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Builds a snapshot on `node` that covers everything it has applied now,
-/// and opens it for streaming.
+/// Builds a snapshot on `node` that covers every write acknowledged before
+/// the call (a linearizable point), and opens it for streaming.
 pub async fn fresh_snapshot(node: &Node) -> Result<(SnapshotMeta, File)> {
+    // Wait until this node has applied every write acknowledged before the
+    // request: a backup taken from a follower must not miss them.
+    node.read_barrier(Consistency::Linearizable).await?;
     let applied = node.raft().metrics().borrow().last_applied;
     let Some(applied) = applied else {
         return Err(Error::FailedPrecondition(

@@ -13,8 +13,9 @@ use std::sync::{Arc, Mutex};
 use futures::future::BoxFuture;
 use tokio::sync::{Notify, Semaphore, oneshot};
 
-use crate::error::{Error, Result};
-use crate::store::command::{Command, Outcome};
+use crate::error::Error;
+use crate::node::writes::{Delivery, Routed};
+use crate::store::command::Command;
 
 /// Batches proposed concurrently, at most.
 pub const MAX_IN_FLIGHT: usize = 4;
@@ -24,13 +25,14 @@ pub const MAX_BATCH_COMMANDS: usize = 1024;
 /// alone).
 pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 
-type Send = Box<dyn Fn(Vec<Command>) -> BoxFuture<'static, Result<Vec<Outcome>>> + std::marker::Send + Sync>;
+type Send =
+    Box<dyn Fn(Vec<Routed>) -> BoxFuture<'static, Vec<Delivery>> + std::marker::Send + Sync>;
 
 /// A command waiting for its batch.
 struct Pending {
-    command: Command,
+    routed: Routed,
     bytes: usize,
-    reply: oneshot::Sender<Result<Outcome>>,
+    reply: oneshot::Sender<Delivery>,
 }
 
 /// Gathers commands into batches and hands each batch to `send`.
@@ -43,24 +45,41 @@ pub struct WriteBatcher {
 }
 
 impl WriteBatcher {
-    /// A batcher whose batches go to `send`, which returns one outcome per
-    /// command (or an error that applies to the whole batch). Starts its
-    /// driver task.
+    /// A batcher whose batches go to `send`, which says what became of each
+    /// command. Starts its driver task.
     pub fn start(
-        send: impl Fn(Vec<Command>) -> BoxFuture<'static, Result<Vec<Outcome>>> + std::marker::Send + Sync + 'static,
+        send: impl Fn(Vec<Routed>) -> BoxFuture<'static, Vec<Delivery>>
+        + std::marker::Send
+        + Sync
+        + 'static,
     ) -> Arc<Self> {
         let wake = Arc::new(Notify::new());
-        let batcher = Arc::new(WriteBatcher { send: Box::new(send), queue: Mutex::default(), wake: wake.clone() });
+        let batcher = Arc::new(WriteBatcher {
+            send: Box::new(send),
+            queue: Mutex::default(),
+            wake: wake.clone(),
+        });
         tokio::spawn(drive(Arc::downgrade(&batcher), wake));
         batcher
     }
 
-    /// Queues a command; the receiver gets its outcome, or the error that
-    /// stopped its batch.
-    pub fn submit(&self, command: Command) -> oneshot::Receiver<Result<Outcome>> {
+    /// Queues a command (`may_forward`: whether this node may send it on to
+    /// the leader); the receiver learns what became of it.
+    pub fn submit(&self, command: Command, may_forward: bool) -> oneshot::Receiver<Delivery> {
         let (reply, receiver) = oneshot::channel();
         let bytes = postcard::experimental::serialized_size(&command).unwrap_or(MAX_BATCH_BYTES);
-        self.queue.lock().unwrap_or_else(|p| p.into_inner()).push(Pending { command, bytes, reply });
+        let routed = Routed {
+            command,
+            may_forward,
+        };
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Pending {
+                routed,
+                bytes,
+                reply,
+            });
         self.wake.notify_one();
         receiver
     }
@@ -71,7 +90,8 @@ impl WriteBatcher {
         let mut bytes = 0;
         let mut count = 0;
         for pending in queue.iter() {
-            if count > 0 && (count == MAX_BATCH_COMMANDS || bytes + pending.bytes > MAX_BATCH_BYTES) {
+            if count > 0 && (count == MAX_BATCH_COMMANDS || bytes + pending.bytes > MAX_BATCH_BYTES)
+            {
                 break;
             }
             bytes += pending.bytes;
@@ -87,9 +107,13 @@ impl WriteBatcher {
 async fn drive(batcher: std::sync::Weak<WriteBatcher>, wake: Arc<Notify>) {
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
         let batch = loop {
-            let Some(strong) = batcher.upgrade() else { return };
+            let Some(strong) = batcher.upgrade() else {
+                return;
+            };
             let batch = strong.take_batch();
             if !batch.is_empty() {
                 break batch;
@@ -97,28 +121,27 @@ async fn drive(batcher: std::sync::Weak<WriteBatcher>, wake: Arc<Notify>) {
             drop(strong);
             wake.notified().await;
         };
-        let Some(strong) = batcher.upgrade() else { return };
-        let (commands, replies): (Vec<Command>, Vec<_>) = batch.into_iter().map(|p| (p.command, p.reply)).unzip();
-        let sending = (strong.send)(commands);
+        let Some(strong) = batcher.upgrade() else {
+            return;
+        };
+        let (routed, replies): (Vec<Routed>, Vec<_>) =
+            batch.into_iter().map(|p| (p.routed, p.reply)).unzip();
+        let sending = (strong.send)(routed);
         drop(strong);
         tokio::spawn(async move {
             let expected = replies.len();
-            match sending.await {
-                Ok(outcomes) if outcomes.len() == expected => {
-                    for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                        let _ = reply.send(Ok(outcome));
-                    }
+            let deliveries = sending.await;
+            if deliveries.len() != expected {
+                let e = Error::Internal(format!(
+                    "a batch of {expected} commands had {} deliveries",
+                    deliveries.len()
+                ));
+                for reply in replies {
+                    let _ = reply.send(Delivery::Failed(e.clone()));
                 }
-                Ok(outcomes) => {
-                    let e = Error::Internal(format!("a batch of {expected} commands produced {} outcomes", outcomes.len()));
-                    for reply in replies {
-                        let _ = reply.send(Err(e.clone()));
-                    }
-                }
-                Err(e) => {
-                    for reply in replies {
-                        let _ = reply.send(Err(e.clone()));
-                    }
+            } else {
+                for (reply, delivery) in replies.into_iter().zip(deliveries) {
+                    let _ = reply.send(delivery);
                 }
             }
             drop(slot);
@@ -135,47 +158,72 @@ mod tests {
     use crate::store::command::Applied;
 
     fn delete(id: usize) -> Command {
-        Command::DeleteContainer { namespace: "ns".into(), id: id.to_string(), now: Default::default() }
+        Command::DeleteContainer {
+            namespace: "ns".into(),
+            id: id.to_string(),
+            now: Default::default(),
+        }
     }
 
     #[tokio::test]
     async fn commands_queued_behind_full_slots_share_batches_and_keep_their_outcomes() {
         let batches = Arc::new(Mutex::new(Vec::new()));
         let seen = batches.clone();
-        let batcher = WriteBatcher::start(move |commands: Vec<Command>| {
-            seen.lock().unwrap().push(commands.len());
+        let batcher = WriteBatcher::start(move |batch: Vec<Routed>| {
+            seen.lock().unwrap().push(batch.len());
             Box::pin(async move {
                 tokio::time::sleep(Duration::from_millis(20)).await;
-                Ok(commands
+                batch
                     .iter()
-                    .map(|c| match c {
-                        Command::DeleteContainer { id, .. } if id == "13" => Err(Error::not_found("13")),
-                        _ => Ok(Applied::ContainerDeleted),
+                    .map(|r| match &r.command {
+                        Command::DeleteContainer { id, .. } if id == "13" => {
+                            Delivery::Applied(Err(Error::not_found("13")))
+                        }
+                        _ if !r.may_forward => Delivery::NotLeader,
+                        _ => Delivery::Applied(Ok(Applied::ContainerDeleted)),
                     })
-                    .collect())
+                    .collect()
             })
         });
-        let receivers: Vec<_> = (0..200).map(|i| batcher.submit(delete(i))).collect();
+        let receivers: Vec<_> = (0..200)
+            .map(|i| batcher.submit(delete(i), i != 7))
+            .collect();
         for (i, receiver) in receivers.into_iter().enumerate() {
-            let outcome = receiver.await.unwrap().unwrap();
-            assert_eq!(outcome.is_err(), i == 13, "command {i}");
+            let expected = match i {
+                13 => Delivery::Applied(Err(Error::not_found("13"))),
+                7 => Delivery::NotLeader,
+                _ => Delivery::Applied(Ok(Applied::ContainerDeleted)),
+            };
+            assert_eq!(receiver.await.unwrap(), expected, "command {i}");
         }
         let batches = batches.lock().unwrap().clone();
         assert_eq!(batches.iter().sum::<usize>(), 200);
-        assert!(batches.len() < 50, "200 commands went out in {} batches", batches.len());
+        assert!(
+            batches.len() < 50,
+            "200 commands went out in {} batches",
+            batches.len()
+        );
     }
 
     #[tokio::test]
-    async fn an_idle_batcher_sends_a_lone_command_at_once_and_errors_reach_every_command() {
+    async fn an_idle_batcher_sends_a_lone_command_at_once() {
         let calls = Arc::new(AtomicUsize::new(0));
         let counter = calls.clone();
-        let batcher = WriteBatcher::start(move |_commands: Vec<Command>| {
+        let batcher = WriteBatcher::start(move |batch: Vec<Routed>| {
             counter.fetch_add(1, Ordering::SeqCst);
-            Box::pin(async { Err(Error::Unavailable("no leader".into())) })
+            Box::pin(async move {
+                batch
+                    .iter()
+                    .map(|_| Delivery::Failed(Error::Unavailable("no leader".into())))
+                    .collect()
+            })
         });
         let started = std::time::Instant::now();
-        let outcome = batcher.submit(delete(1)).await.unwrap();
-        assert_eq!(outcome, Err(Error::Unavailable("no leader".into())));
+        let delivery = batcher.submit(delete(1), true).await.unwrap();
+        assert_eq!(
+            delivery,
+            Delivery::Failed(Error::Unavailable("no leader".into()))
+        );
         assert!(started.elapsed() < Duration::from_secs(1));
         assert_eq!(calls.load(Ordering::SeqCst), 1);
     }

@@ -37,12 +37,12 @@ use crate::raft::network::{NetworkFactory, PeerRpc, Peers};
 use crate::raft::snapshot::SnapshotDir;
 use crate::raft::state_machine::StateMachine;
 use crate::raft::{Batch, NodeId, Raft};
-use crate::store::command::{Applied, Command, Outcome};
-use batcher::WriteBatcher;
-use writes::WriteRouter;
+use crate::store::command::{Applied, Command};
 use crate::store::{Store, StoreOptions};
 use crate::wal::{Wal, WalOptions};
+use batcher::WriteBatcher;
 use reads::ReadRounds;
+use writes::{Delivery, WriteRouter};
 
 /// How fresh a read must be.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -205,19 +205,9 @@ impl Node {
             request_timeout: config.request_timeout,
             leader_wait: heartbeat * 5,
         };
-        let writes = WriteBatcher::start(move |commands| {
+        let writes = WriteBatcher::start(move |batch| {
             let router = router.clone();
-            let timeout = router.request_timeout;
-            Box::pin(async move {
-                // Bounded, so that a stuck batch frees its slot.
-                tokio::time::timeout(timeout, router.route(Batch { commands }))
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(Error::DeadlineExceeded(format!(
-                            "write not confirmed within {timeout:?}; it may or may not have been applied"
-                        )))
-                    })
-            })
+            Box::pin(async move { router.route(batch).await })
         });
         let node = Node {
             inner: Arc::new(Inner {
@@ -287,18 +277,36 @@ impl Node {
     pub async fn write(&self, command: Command) -> Result<Applied> {
         self.check_serving()?;
         let timeout = self.inner.request_timeout;
-        match tokio::time::timeout(timeout, self.inner.writes.submit(command)).await {
-            Ok(Ok(outcome)) => outcome?,
-            Ok(Err(_)) => Err(Error::Internal("the write batcher dropped a write".into())),
+        match tokio::time::timeout(timeout, self.inner.writes.submit(command, true)).await {
+            Ok(Ok(Delivery::Applied(outcome))) => outcome,
+            Ok(Ok(Delivery::Failed(e))) => Err(e),
+            Ok(Ok(Delivery::NotLeader)) | Ok(Err(_)) => {
+                Err(Error::Internal("a write was dropped unrouted".into()))
+            }
             Err(_) => Err(Error::DeadlineExceeded(format!(
                 "write not confirmed within {timeout:?}; it may or may not have been applied"
             ))),
         }
     }
 
-    /// The leader-side half of a batch forwarded by a follower.
-    pub async fn write_as_leader(&self, batch: Batch) -> LeaderReply<Vec<Outcome>> {
-        writes::propose_as_leader(&self.inner.raft, batch).await
+    /// The leader-side half of a batch a follower forwarded: its commands
+    /// join this node's own batches, but are never forwarded again.
+    pub async fn write_as_leader(&self, batch: Batch) -> Vec<Delivery> {
+        if self.is_retired() {
+            return batch.commands.iter().map(|_| Delivery::NotLeader).collect();
+        }
+        let receivers: Vec<_> = batch
+            .commands
+            .into_iter()
+            .map(|c| self.inner.writes.submit(c, false))
+            .collect();
+        let mut deliveries = Vec::with_capacity(receivers.len());
+        for receiver in receivers {
+            deliveries.push(receiver.await.unwrap_or_else(|_| {
+                Delivery::Failed(Error::Internal("a write was dropped unrouted".into()))
+            }));
+        }
+        deliveries
     }
 
     /// Waits until a read at `consistency` may run against the local store.

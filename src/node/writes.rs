@@ -1,16 +1,41 @@
 //! Where a batch of writes goes: proposed to the local Raft if this node
 //! leads, forwarded to the leader otherwise, following leadership changes
 //! for as long as retrying cannot duplicate anything.
+//!
+//! Commands travel with a flag saying whether they may be forwarded:
+//! commands that a follower forwarded to this node may not (two nodes that
+//! each think the other leads would bounce them for ever); they are answered
+//! `NotLeader` instead, and their follower tries again. On the leader,
+//! forwarded commands and its own clients' commands share one batcher, so
+//! they share log entries and fsyncs.
 
 use std::time::Duration;
 
 use openraft::error::{ClientWriteError, RaftError};
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::node::leader::LeaderReply;
 use crate::raft::network::{PeerError, PeerRpc, Peers};
 use crate::raft::{Batch, NodeId, Raft, Response};
-use crate::store::command::Outcome;
+use crate::store::command::{Command, Outcome};
+
+/// What became of one command of a batch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Delivery {
+    /// Applied; this is its outcome.
+    Applied(Outcome),
+    /// Not proposed: the node is not the leader (safe to retry elsewhere).
+    NotLeader,
+    /// Could not be delivered, or its fate is unknown (the error says which).
+    Failed(Error),
+}
+
+/// A command on its way, and whether this node may forward it.
+pub struct Routed {
+    pub command: Command,
+    pub may_forward: bool,
+}
 
 /// Routes write batches of one node.
 #[derive(Clone)]
@@ -18,62 +43,158 @@ pub struct WriteRouter {
     pub id: NodeId,
     pub raft: Raft,
     pub peers: Peers,
-    /// How long a forwarded batch may take at the leader.
+    /// How long a batch may take, end to end.
     pub request_timeout: Duration,
     /// How long to wait for a new leader before trying again.
     pub leader_wait: Duration,
 }
 
 impl WriteRouter {
-    /// Orders `batch` through the log; returns one outcome per command.
-    pub async fn route(&self, batch: Batch) -> Result<Vec<Outcome>> {
-        loop {
-            match self.raft.client_write(batch.clone()).await {
-                Ok(written) => return response_outcomes(written.data),
+    /// Orders `batch` through the log; returns what became of each command.
+    pub async fn route(&self, batch: Vec<Routed>) -> Vec<Delivery> {
+        let deadline = Instant::now() + self.request_timeout;
+        let mut results: Vec<Option<Delivery>> = vec![None; batch.len()];
+        // Indexes of the commands still to place, in batch order.
+        let mut pending: Vec<usize> = (0..batch.len()).collect();
+        while !pending.is_empty() {
+            let proposal = Batch {
+                commands: pending.iter().map(|&i| batch[i].command.clone()).collect(),
+            };
+            let written =
+                match tokio::time::timeout_at(deadline, self.raft.client_write(proposal)).await {
+                    Ok(written) => written,
+                    Err(_) => {
+                        fail_all(&mut results, &pending, self.timed_out());
+                        break;
+                    }
+                };
+            match written {
+                Ok(written) => {
+                    match response_outcomes(written.data, pending.len()) {
+                        Ok(outcomes) => {
+                            for (&i, outcome) in pending.iter().zip(outcomes) {
+                                results[i] = Some(Delivery::Applied(outcome));
+                            }
+                        }
+                        Err(e) => fail_all(&mut results, &pending, e),
+                    }
+                    break;
+                }
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
                     // Not appended here: trying elsewhere cannot duplicate it.
-                    let Some(leader) = forward.leader_id.filter(|l| *l != self.id) else {
-                        self.wait_for_leader_change(None).await;
-                        continue;
-                    };
-                    match self.forward(leader, &batch).await? {
-                        Some(outcomes) => return Ok(outcomes),
-                        None => self.wait_for_leader_change(Some(leader)).await,
+                    let (forwardable, bound): (Vec<usize>, Vec<usize>) =
+                        pending.iter().partition(|&&i| batch[i].may_forward);
+                    for i in bound {
+                        results[i] = Some(Delivery::NotLeader);
+                    }
+                    pending = forwardable;
+                    if pending.is_empty() {
+                        break;
+                    }
+                    let leader = forward.leader_id.filter(|l| *l != self.id);
+                    if let Some(leader) = leader {
+                        pending = self
+                            .forward(leader, &batch, pending, &mut results, deadline)
+                            .await;
+                    }
+                    if !pending.is_empty() {
+                        if Instant::now() >= deadline {
+                            fail_all(&mut results, &pending, self.timed_out());
+                            break;
+                        }
+                        self.wait_for_leader_change(leader, deadline).await;
                     }
                 }
                 Err(RaftError::APIError(other)) => {
-                    return Err(Error::Internal(format!("raft refused a write: {other}")));
+                    fail_all(
+                        &mut results,
+                        &pending,
+                        Error::Internal(format!("raft refused a write: {other}")),
+                    );
+                    break;
                 }
                 Err(RaftError::Fatal(fatal)) => {
-                    return Err(Error::Unavailable(format!("raft is not running: {fatal}")));
+                    fail_all(
+                        &mut results,
+                        &pending,
+                        Error::Unavailable(format!("raft is not running: {fatal}")),
+                    );
+                    break;
                 }
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    Delivery::Failed(Error::Internal("a write was left unrouted".into()))
+                })
+            })
+            .collect()
+    }
+
+    /// Sends the `pending` commands of `batch` to the leader, records what
+    /// it did with them, and returns those it did not take (not delivered,
+    /// or it no longer leads): they were not applied and may be retried.
+    async fn forward(
+        &self,
+        leader: NodeId,
+        batch: &[Routed],
+        pending: Vec<usize>,
+        results: &mut [Option<Delivery>],
+        deadline: Instant,
+    ) -> Vec<usize> {
+        let Some(addr) = member_addr(&self.raft, leader) else {
+            return pending;
+        };
+        let proposal = Batch {
+            commands: pending.iter().map(|&i| batch[i].command.clone()).collect(),
+        };
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        let reply: Result<Vec<Delivery>, PeerError> = self
+            .peers
+            .call(leader, &addr, PeerRpc::ForwardWrite, &proposal, timeout)
+            .await;
+        match reply {
+            Ok(deliveries) if deliveries.len() == pending.len() => {
+                let mut retry = Vec::new();
+                for (i, delivery) in pending.into_iter().zip(deliveries) {
+                    match delivery {
+                        Delivery::NotLeader => retry.push(i),
+                        other => results[i] = Some(other),
+                    }
+                }
+                retry
+            }
+            Ok(deliveries) => {
+                let e = Error::Internal(format!(
+                    "the leader answered {} deliveries for {} commands",
+                    deliveries.len(),
+                    pending.len()
+                ));
+                fail_all(results, &pending, e);
+                Vec::new()
+            }
+            Err(PeerError::NotSent { .. }) => pending,
+            Err(e) => {
+                let e = Error::Unavailable(format!(
+                    "lost contact with the leader while it handled the write; it may or may not have been applied: {e}"
+                ));
+                fail_all(results, &pending, e);
+                Vec::new()
             }
         }
     }
 
-    /// Sends a batch to the leader. `Ok(None)`: it was not delivered, or the
-    /// leader says it no longer leads, so nothing was applied and it may be
-    /// retried.
-    async fn forward(&self, leader: NodeId, batch: &Batch) -> Result<Option<Vec<Outcome>>> {
-        let Some(addr) = member_addr(&self.raft, leader) else {
-            return Ok(None);
-        };
-        let reply: Result<LeaderReply<Vec<Outcome>>, PeerError> = self
-            .peers
-            .call(leader, &addr, PeerRpc::ForwardWrite, batch, self.request_timeout)
-            .await;
-        match reply {
-            Ok(LeaderReply::Done(outcomes)) => Ok(Some(outcomes)),
-            Ok(LeaderReply::NotLeader) | Err(PeerError::NotSent { .. }) => Ok(None),
-            Ok(LeaderReply::Failed(e)) => Err(e),
-            Err(e) => Err(Error::Unavailable(format!(
-                "lost contact with the leader while it handled the write; it may or may not have been applied: {e}"
-            ))),
-        }
+    fn timed_out(&self) -> Error {
+        Error::DeadlineExceeded(format!(
+            "write not confirmed within {:?}; it may or may not have been applied",
+            self.request_timeout
+        ))
     }
 
     /// Waits (a bounded time) for the known leader to differ from `current`.
-    async fn wait_for_leader_change(&self, current: Option<NodeId>) {
+    async fn wait_for_leader_change(&self, current: Option<NodeId>, deadline: Instant) {
         let mut metrics = self.raft.metrics();
         let wait = async {
             loop {
@@ -86,21 +207,14 @@ impl WriteRouter {
                 }
             }
         };
-        let _ = tokio::time::timeout(self.leader_wait, wait).await;
+        let until = deadline.min(Instant::now() + self.leader_wait);
+        let _ = tokio::time::timeout_at(until, wait).await;
     }
 }
 
-/// The leader-side half of a forwarded batch: propose it here and never
-/// forward again (two nodes that each think the other leads would bounce
-/// it for ever).
-pub async fn propose_as_leader(raft: &Raft, batch: Batch) -> LeaderReply<Vec<Outcome>> {
-    match raft.client_write(batch).await {
-        Ok(written) => match response_outcomes(written.data) {
-            Ok(outcomes) => LeaderReply::Done(outcomes),
-            Err(e) => LeaderReply::Failed(e),
-        },
-        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => LeaderReply::NotLeader,
-        Err(e) => LeaderReply::Failed(Error::Unavailable(format!("raft refused a forwarded write: {e}"))),
+fn fail_all(results: &mut [Option<Delivery>], which: &[usize], error: Error) {
+    for &i in which {
+        results[i] = Some(Delivery::Failed(error.clone()));
     }
 }
 
@@ -108,13 +222,22 @@ pub async fn propose_as_leader(raft: &Raft, batch: Batch) -> LeaderReply<Vec<Out
 pub fn member_addr(raft: &Raft, id: NodeId) -> Option<String> {
     let metrics = raft.metrics();
     let membership = metrics.borrow().membership_config.clone();
-    membership.membership().get_node(&id).map(|n| n.addr.clone())
+    membership
+        .membership()
+        .get_node(&id)
+        .map(|n| n.addr.clone())
 }
 
-/// The outcomes inside a log entry's response.
-fn response_outcomes(response: Response) -> Result<Vec<Outcome>> {
+/// The outcomes inside a log entry's response, one per command.
+fn response_outcomes(response: Response, expected: usize) -> Result<Vec<Outcome>> {
     match response {
-        Response::Applied(outcomes) => Ok(outcomes),
-        Response::Nothing => Err(Error::Internal("a batch's entry produced no outcomes".into())),
+        Response::Applied(outcomes) if outcomes.len() == expected => Ok(outcomes),
+        Response::Applied(outcomes) => Err(Error::Internal(format!(
+            "a batch of {expected} commands produced {} outcomes",
+            outcomes.len()
+        ))),
+        Response::Nothing => Err(Error::Internal(
+            "a batch's entry produced no outcomes".into(),
+        )),
     }
 }
