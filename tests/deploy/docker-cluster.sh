@@ -37,6 +37,10 @@
 # binary copied out of the image, on the host. Ends with `N passed, M failed`;
 # exits 1 if any step failed.
 set -euo pipefail
+# shellcheck source=tests/lib/steps.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/steps.sh"
+# After a failed step, put the cluster back the way the next step expects it.
+on_step_failure() { restore; }
 shopt -s inherit_errexit
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -94,9 +98,6 @@ ACKED=$tmp/acked # one id per acknowledged create
 : >"$ACKED"
 WATCHDOG=""
 
-PASSED=0
-FAILED=0
-FAILED_STEPS=()
 
 compose() {
     BERTH_IMAGE=$IMAGE BERTH_RUN_DIR=$RUN BERTH_PUBLISH_ADDR=127.0.0.1 \
@@ -164,33 +165,7 @@ WATCHDOG=$!
 # Steps (as in tests/interop/ctr.sh): each runs in a subshell; state that
 # lasts between steps lives in files ($ACKED) and in Docker itself.
 
-STEP=""
-step() {
-    local name=$1 rc started=$SECONDS
-    shift
-    set +e
-    (
-        set -e
-        STEP=$name
-        "$@"
-    )
-    rc=$?
-    set -e
-    if ((rc == 0)); then
-        PASSED=$((PASSED + 1))
-        echo "ok   - $name ($((SECONDS - started))s)"
-    else
-        FAILED=$((FAILED + 1))
-        FAILED_STEPS+=("$name")
-        echo "FAIL - $name ($((SECONDS - started))s)"
-        restore
-    fi
-}
 
-fail() {
-    echo "    [$STEP] $*" >&2
-    exit 1
-}
 
 note() {
     echo "    $*"

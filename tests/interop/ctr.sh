@@ -14,6 +14,8 @@
 # it started) and removes the directory. Prints one line per step and ends
 # with `N passed, M failed`; exits non-zero if any step failed.
 set -euo pipefail
+# shellcheck source=tests/lib/steps.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/steps.sh"
 shopt -s inherit_errexit
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -125,36 +127,8 @@ start_node() {
 # Steps: each runs in a subshell; a check that fails ends the step with a
 # message naming the step and what was wrong.
 
-PASSED=0
-FAILED=0
-FAILED_STEPS=()
-STEP=""
 
-step() {
-    local name=$1 rc
-    shift
-    set +e
-    (
-        set -e
-        STEP=$name
-        "$@"
-    )
-    rc=$?
-    set -e
-    if ((rc == 0)); then
-        PASSED=$((PASSED + 1))
-        echo "ok   - $name"
-    else
-        FAILED=$((FAILED + 1))
-        FAILED_STEPS+=("$name")
-        echo "FAIL - $name"
-    fi
-}
 
-fail() {
-    echo "    [$STEP] $*" >&2
-    exit 1
-}
 
 # c SOCKET ARGS...: runs `ctr -a SOCKET ARGS...` with a time bound; sets OUT,
 # ERR (stderr without ctr's version-mismatch warnings), RC and CMD.
