@@ -430,14 +430,7 @@ async fn backup_from_a_follower_restores_into_a_new_cluster_identically() {
 
         // Restore into three fresh data dirs with the CLI, then start a new cluster on them.
         let new_dir = tempfile::tempdir().unwrap();
-        let addrs: Vec<String> = (0..3)
-            .map(|_| format!("127.0.0.1:{}", common::free_port()))
-            .collect();
-        let initial: Vec<String> = addrs
-            .iter()
-            .enumerate()
-            .map(|(i, a)| format!("{}={a}", i + 1))
-            .collect();
+        let (addrs, initial) = common::loopback_members(3);
         let mut restored = Vec::new();
         for (i, addr) in addrs.iter().enumerate() {
             let node = TestNode::new(
@@ -449,7 +442,7 @@ async fn backup_from_a_follower_restores_into_a_new_cluster_identically() {
                     .map(|s| s.to_string())
                     .collect(),
             );
-            let out = restore(&backup, &node.data_dir, i as u64 + 1, &initial.join(","));
+            let out = restore(&backup, &node.data_dir, i as u64 + 1, &initial);
             assert!(
                 out.status.success(),
                 "restore failed: {}",
@@ -514,12 +507,7 @@ async fn backup_from_a_follower_restores_into_a_new_cluster_identically() {
             .await
             .unwrap();
         // Restoring into a non-empty data dir is refused.
-        let out = restore(
-            &backup,
-            &restored_cluster.nodes[0].data_dir,
-            1,
-            &initial.join(","),
-        );
+        let out = restore(&backup, &restored_cluster.nodes[0].data_dir, 1, &initial);
         assert!(!out.status.success());
     })
     .await

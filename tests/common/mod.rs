@@ -228,6 +228,20 @@ pub const TEST_RAFT_FLAGS: &[&str] = &[
     "5",
 ];
 
+/// Addresses for `n` nodes on free loopback ports, and the matching
+/// `--initial-cluster` list (ids 1..=n).
+pub fn loopback_members(n: u64) -> (Vec<String>, String) {
+    let addrs: Vec<String> = (0..n)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let initial: Vec<String> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("{}={a}", i + 1))
+        .collect();
+    (addrs, initial.join(","))
+}
+
 /// A cluster of `berth serve` processes on loopback.
 pub struct TestCluster {
     pub nodes: Vec<TestNode>,
@@ -241,17 +255,10 @@ impl TestCluster {
             .prefix("berth-cluster")
             .tempdir()
             .unwrap();
-        let addrs: Vec<String> = (0..n)
-            .map(|_| format!("127.0.0.1:{}", free_port()))
-            .collect();
-        let initial: Vec<String> = addrs
-            .iter()
-            .enumerate()
-            .map(|(i, a)| format!("{}={a}", i + 1))
-            .collect();
+        let (addrs, initial) = loopback_members(n);
         let mut nodes = Vec::new();
         for (i, addr) in addrs.iter().enumerate() {
-            let mut args: Vec<String> = vec!["--initial-cluster".into(), initial.join(",")];
+            let mut args: Vec<String> = vec!["--initial-cluster".into(), initial.clone()];
             args.extend(TEST_RAFT_FLAGS.iter().chain(extra).map(|s| s.to_string()));
             let mut node = TestNode::new(i as u64 + 1, dir.path(), addr.clone(), args);
             node.spawn();
