@@ -40,9 +40,6 @@ pub enum Error {
     /// *indeterminate*: it may or may not have been applied.
     #[error("{0}")]
     DeadlineExceeded(String),
-    /// The operation is not supported by berth.
-    #[error("{0}")]
-    Unimplemented(String),
     /// A bug or a storage failure on this node.
     #[error("{0}")]
     Internal(String),
@@ -81,7 +78,6 @@ impl Error {
             Error::ResourceExhausted(m) => Error::ResourceExhausted(wrap(m)),
             Error::Unavailable(m) => Error::Unavailable(wrap(m)),
             Error::DeadlineExceeded(m) => Error::DeadlineExceeded(wrap(m)),
-            Error::Unimplemented(m) => Error::Unimplemented(wrap(m)),
             Error::Internal(m) => Error::Internal(wrap(m)),
         }
     }

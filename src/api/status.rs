@@ -19,7 +19,6 @@ impl From<Error> for Status {
             Error::ResourceExhausted(m) => Status::resource_exhausted(m),
             Error::Unavailable(m) => Status::unavailable(m),
             Error::DeadlineExceeded(m) => Status::deadline_exceeded(m),
-            Error::Unimplemented(m) => Status::unimplemented(m),
             Error::Internal(m) => Status::internal(m),
         }
     }

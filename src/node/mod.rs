@@ -140,7 +140,6 @@ struct Inner {
     store: Arc<Store>,
     events: EventBus,
     peers: Peers,
-    wal: Arc<Wal>,
     /// Reads of any kind on this node: one round per batch.
     reads: Arc<ReadRounds>,
     /// Read-index rounds this node runs as leader (for itself and for
@@ -174,7 +173,7 @@ impl Node {
             config.id,
             Arc::new(config.raft.openraft_config()?),
             NetworkFactory::new(peers.clone()),
-            LogStore::new(wal.clone()),
+            LogStore::new(wal),
             state_machine,
         )
         .await
@@ -217,7 +216,6 @@ impl Node {
                 store,
                 events,
                 peers,
-                wal,
                 reads,
                 leader_reads,
                 request_timeout: config.request_timeout,
@@ -382,11 +380,6 @@ impl Node {
         &self.inner.data_dir
     }
 
-    /// The node's Raft log.
-    pub fn wal(&self) -> &Arc<Wal> {
-        &self.inner.wal
-    }
-
     /// The membership as this node knows it (the effective config).
     pub fn membership(&self) -> Membership {
         let metrics = self.inner.raft.metrics();
@@ -486,10 +479,10 @@ async fn any_read_index(
     leader_reads: &Arc<ReadRounds>,
     timeout: Duration,
 ) -> Result<u64> {
-    let (state, leader) = {
+    let (id, state, leader) = {
         let metrics = raft.metrics();
         let m = metrics.borrow();
-        (m.state, m.current_leader)
+        (m.id, m.state, m.current_leader)
     };
     if state == ServerState::Leader {
         match leader_reads.read_index().await {
@@ -497,7 +490,7 @@ async fn any_read_index(
             other => return other,
         }
     }
-    let Some(leader) = leader.filter(|l| *l != raft_id(raft)) else {
+    let Some(leader) = leader.filter(|l| *l != id) else {
         return Err(Error::Unavailable(
             "no leader is known; cannot serve a linearizable read".into(),
         ));
@@ -520,8 +513,4 @@ async fn any_read_index(
             "cannot get a read index from the leader: {e}"
         ))),
     }
-}
-
-fn raft_id(raft: &Raft) -> NodeId {
-    raft.metrics().borrow().id
 }

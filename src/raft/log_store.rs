@@ -37,11 +37,6 @@ impl LogStore {
         LogStore { wal }
     }
 
-    /// The WAL underneath (for status and tests).
-    pub fn wal(&self) -> &Arc<Wal> {
-        &self.wal
-    }
-
     fn read_meta<T: serde::de::DeserializeOwned>(
         &self,
         name: &str,

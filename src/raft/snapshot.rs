@@ -329,11 +329,6 @@ impl SnapshotFile {
         }
     }
 
-    /// Where the file is.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// The blocking file, once every pending write has finished.
     pub async fn into_std(self) -> (PathBuf, File) {
         (self.path, self.file.into_std().await)

@@ -195,11 +195,6 @@ impl Store {
                 ))
             })
     }
-
-    /// Bytes the store occupies on disk (sled's estimate).
-    pub fn size_on_disk(&self) -> Result<u64> {
-        Ok(self.db.size_on_disk()?)
-    }
 }
 
 /// Decodes each value of a sled scan.
