@@ -30,13 +30,27 @@ pub async fn bounded<F: Future<Output = T>, T>(body: F) -> T {
         .expect("test exceeded its time bound")
 }
 
-/// A free TCP port on loopback (bound, then released for the node to take).
+/// A free TCP port on loopback (bound, then released for the node to take),
+/// from below the kernel's ephemeral range: a node dialing a peer that has
+/// not bound yet could otherwise get that very port for its own outgoing
+/// connection (a TCP self-connect) and keep the peer from binding.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let low: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(32768);
+    let span = low.saturating_sub(10_000).max(1);
+    // Spread processes (test binaries run in parallel) and calls apart.
+    let start = std::process::id().wrapping_mul(7919);
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = 10_000 + (start.wrapping_add(n.wrapping_mul(37)) % span);
+        if TcpListener::bind(("127.0.0.1", port as u16)).is_ok() {
+            return port as u16;
+        }
+    }
+    panic!("no free loopback port below the ephemeral range");
 }
 
 /// One `berth serve` process.

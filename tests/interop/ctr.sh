@@ -97,12 +97,16 @@ trap 'echo "ctr.sh: terminated" >&2; exit 143' TERM
 started() { echo "$1 $2" >>"$PIDFILE"; }
 
 # Sets PORT to a TCP port nothing listens on now and not handed out before
-# (not a command substitution: USED_PORTS must persist).
+# (not a command substitution: USED_PORTS must persist). Ports come from
+# below the kernel's ephemeral range: a node dialing a peer that has not
+# bound yet can otherwise land its own outgoing connection on that port
+# (a TCP self-connect) and keep the peer from binding.
 USED_PORTS=" "
+EPHEMERAL_LOW=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
 free_port() {
     local i
     for ((i = 0; i < 200; i++)); do
-        PORT=$((20000 + RANDOM % 40000))
+        PORT=$((10000 + RANDOM % (EPHEMERAL_LOW - 10000)))
         [[ $USED_PORTS == *" $PORT "* ]] && continue
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
             USED_PORTS+="$PORT "
