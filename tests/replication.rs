@@ -8,13 +8,15 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use berth::proto::berth::cluster::v1::LocalStatusRequest;
+use berth::proto::berth::cluster::v1::cluster_client::ClusterClient;
 use berth::proto::berth::raft::v1::RaftRequest;
 use berth::proto::berth::raft::v1::raft_client::RaftClient;
 use berth::proto::containerd::events::ContainerCreate;
 use berth::proto::containerd::services::containers::v1 as pb;
 use berth::proto::containerd::services::events::v1::SubscribeRequest;
 use berth::proto::containerd::services::events::v1::events_client::EventsClient;
-use common::{TestCluster, bounded, containers_client, create_on, in_ns, list_ids};
+use common::{TestCluster, TestNode, bounded, containers_client, create_on, in_ns, list_ids};
 use prost::Message;
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -295,6 +297,53 @@ async fn a_paused_follower_never_answers_stale_data() {
             .unwrap();
         assert_eq!(got.image, "new-image");
         assert_eq!(got.labels.get("version").map(String::as_str), Some("2"));
+    })
+    .await
+}
+
+#[tokio::test]
+async fn reads_during_an_election_wait_for_the_new_leader() {
+    bounded(async {
+        // Followers notice a dead leader only after 1.5-3 s without
+        // heartbeats; reads sent before that reach a leader that is gone.
+        let mut cluster = TestCluster::start(
+            3,
+            &["--election-timeout-ms", "1500", "--request-timeout", "15"],
+        )
+        .await;
+        create_on(&cluster.nodes[0], "election", "before")
+            .await
+            .unwrap();
+        let old_leader = cluster.wait_for_leader(&[]).await;
+        cluster.node(old_leader).kill();
+        let followers: Vec<&TestNode> = cluster
+            .nodes
+            .iter()
+            .filter(|n| n.id != old_leader)
+            .collect();
+        for node in &followers {
+            let mut admin = ClusterClient::new(node.channel().await.unwrap());
+            let local = admin.local_status(LocalStatusRequest {}).await.unwrap();
+            assert_eq!(
+                local.into_inner().known_leader,
+                old_leader,
+                "node {} no longer follows the killed leader; the test's premise failed",
+                node.id
+            );
+        }
+        let reads = followers
+            .iter()
+            .map(|node| list_ids(node, "election", false));
+        for (node, read) in followers.iter().zip(futures::future::join_all(reads).await) {
+            assert_eq!(read.unwrap(), ["before"], "node {}", node.id);
+        }
+        create_on(followers[0], "election", "after").await.unwrap();
+        for node in &followers {
+            assert_eq!(
+                list_ids(node, "election", false).await.unwrap(),
+                ["after", "before"]
+            );
+        }
     })
     .await
 }

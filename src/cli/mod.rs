@@ -20,7 +20,13 @@ use crate::server::ServeConfig;
 /// berth: a replicated metadata store for containers, speaking containerd's
 /// containers API.
 #[derive(Debug, Parser)]
-#[command(name = "berth", version, about, propagate_version = true)]
+#[command(
+    name = "berth",
+    version,
+    about,
+    propagate_version = true,
+    args_override_self = true
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,

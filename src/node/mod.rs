@@ -14,6 +14,7 @@
 mod batcher;
 pub mod bootstrap;
 pub mod leader;
+mod read_index;
 pub mod reads;
 mod writes;
 
@@ -23,8 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use openraft::error::{CheckIsLeaderError, RaftError};
-use openraft::{BasicNode, ServerState};
+use openraft::BasicNode;
 use tokio::time::Instant;
 
 pub use bootstrap::Bootstrap;
@@ -33,7 +33,7 @@ use leader::LeaderReply;
 use crate::error::{Error, Result};
 use crate::events::EventBus;
 use crate::raft::log_store::LogStore;
-use crate::raft::network::{NetworkFactory, PeerRpc, Peers};
+use crate::raft::network::{NetworkFactory, Peers};
 use crate::raft::snapshot::SnapshotDir;
 use crate::raft::state_machine::StateMachine;
 use crate::raft::{Batch, NodeId, Raft};
@@ -41,6 +41,7 @@ use crate::store::command::{Applied, Command};
 use crate::store::{Store, StoreOptions};
 use crate::wal::{Wal, WalOptions};
 use batcher::WriteBatcher;
+use read_index::ReadIndexSource;
 use reads::ReadRounds;
 use writes::{Delivery, WriteRouter};
 
@@ -185,16 +186,22 @@ impl Node {
             let raft = raft.clone();
             ReadRounds::new(move || {
                 let raft = raft.clone();
-                Box::pin(async move { leader_read_index(&raft).await })
+                Box::pin(async move { read_index::as_leader(&raft).await })
             })
         };
         let reads = {
-            let (raft, peers, leader_reads) = (raft.clone(), peers.clone(), leader_reads.clone());
-            let timeout = config.request_timeout;
+            let source = Arc::new(ReadIndexSource {
+                raft: raft.clone(),
+                peers: peers.clone(),
+                leader_reads: leader_reads.clone(),
+                timeout: config.request_timeout,
+                // Long enough for an election to finish (a randomized
+                // timeout of up to twice the election timeout, plus a vote).
+                leader_wait: Duration::from_millis(config.raft.election_timeout_ms) * 3,
+            });
             ReadRounds::new(move || {
-                let (raft, peers, leader_reads) =
-                    (raft.clone(), peers.clone(), leader_reads.clone());
-                Box::pin(async move { any_read_index(&raft, &peers, &leader_reads, timeout).await })
+                let source = source.clone();
+                Box::pin(async move { source.read_index().await })
             })
         };
         let router = WriteRouter {
@@ -449,68 +456,5 @@ async fn watch_own_removal(node: Node) {
         if metrics.changed().await.is_err() {
             return;
         }
-    }
-}
-
-/// A read index confirmed by this node as leader. `FailedPrecondition`
-/// means it is not the leader.
-async fn leader_read_index(raft: &Raft) -> Result<u64> {
-    match raft.get_read_log_id().await {
-        Ok((read_log_id, _applied)) => Ok(read_log_id.map(|id| id.index).unwrap_or(0)),
-        Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => {
-            Err(Error::FailedPrecondition("not the leader".into()))
-        }
-        Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => {
-            Err(Error::Unavailable(format!(
-                "the leader cannot confirm its leadership with a quorum: {e}"
-            )))
-        }
-        Err(RaftError::Fatal(fatal)) => {
-            Err(Error::Unavailable(format!("raft is not running: {fatal}")))
-        }
-    }
-}
-
-/// A read index for any node: from its own leadership, or asked of the
-/// leader over the peer service.
-async fn any_read_index(
-    raft: &Raft,
-    peers: &Peers,
-    leader_reads: &Arc<ReadRounds>,
-    timeout: Duration,
-) -> Result<u64> {
-    let (id, state, leader) = {
-        let metrics = raft.metrics();
-        let m = metrics.borrow();
-        (m.id, m.state, m.current_leader)
-    };
-    if state == ServerState::Leader {
-        match leader_reads.read_index().await {
-            Err(Error::FailedPrecondition(_)) => {}
-            other => return other,
-        }
-    }
-    let Some(leader) = leader.filter(|l| *l != id) else {
-        return Err(Error::Unavailable(
-            "no leader is known; cannot serve a linearizable read".into(),
-        ));
-    };
-    let Some(addr) = writes::member_addr(raft, leader) else {
-        return Err(Error::Unavailable(format!(
-            "the leader (node {leader}) has no known address"
-        )));
-    };
-    match peers
-        .call(leader, &addr, PeerRpc::ReadIndex, &(), timeout)
-        .await
-    {
-        Ok(LeaderReply::Done(index)) => Ok(index),
-        Ok(LeaderReply::NotLeader) => Err(Error::Unavailable(format!(
-            "node {leader} is no longer the leader"
-        ))),
-        Ok(LeaderReply::Failed(e)) => Err(e),
-        Err(e) => Err(Error::Unavailable(format!(
-            "cannot get a read index from the leader: {e}"
-        ))),
     }
 }

@@ -195,21 +195,32 @@ impl WriteRouter {
 
     /// Waits (a bounded time) for the known leader to differ from `current`.
     async fn wait_for_leader_change(&self, current: Option<NodeId>, deadline: Instant) {
-        let mut metrics = self.raft.metrics();
-        let wait = async {
-            loop {
-                let leader = metrics.borrow().current_leader;
-                if leader.is_some() && leader != current {
-                    return;
-                }
-                if metrics.changed().await.is_err() {
-                    return;
-                }
-            }
-        };
         let until = deadline.min(Instant::now() + self.leader_wait);
-        let _ = tokio::time::timeout_at(until, wait).await;
+        wait_for_leader(&self.raft, current, until).await;
     }
+}
+
+/// Waits until `until` for this node to know a leader other than `current`
+/// (an election in progress, or a node that has just started). Returns the
+/// leader, if one became known in time.
+pub async fn wait_for_leader(
+    raft: &Raft,
+    current: Option<NodeId>,
+    until: Instant,
+) -> Option<NodeId> {
+    let mut metrics = raft.metrics();
+    let wait = async {
+        loop {
+            let leader = metrics.borrow().current_leader;
+            if leader.is_some() && leader != current {
+                return leader;
+            }
+            if metrics.changed().await.is_err() {
+                return None;
+            }
+        }
+    };
+    tokio::time::timeout_at(until, wait).await.ok().flatten()
 }
 
 fn fail_all(results: &mut [Option<Delivery>], which: &[usize], error: Error) {

@@ -265,6 +265,14 @@ pub struct TestCluster {
 impl TestCluster {
     /// Starts `n` nodes with the same `--initial-cluster` and waits for a leader.
     pub async fn start(n: u64, extra: &[&str]) -> TestCluster {
+        let cluster = TestCluster::spawn(n, extra).await;
+        cluster.wait_for_leader(&[]).await;
+        cluster
+    }
+
+    /// Starts `n` nodes with the same `--initial-cluster` and waits only
+    /// until each answers (a leader may not be elected yet).
+    pub async fn spawn(n: u64, extra: &[&str]) -> TestCluster {
         let dir = tempfile::Builder::new()
             .prefix("berth-cluster")
             .tempdir()
@@ -281,9 +289,7 @@ impl TestCluster {
         for node in &mut nodes {
             node.wait_ready().await;
         }
-        let cluster = TestCluster { nodes, dir };
-        cluster.wait_for_leader(&[]).await;
-        cluster
+        TestCluster { nodes, dir }
     }
 
     /// Adds a node started with `--join` (not yet a member).
