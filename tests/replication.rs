@@ -17,6 +17,7 @@ use berth::proto::containerd::services::containers::v1 as pb;
 use berth::proto::containerd::services::events::v1::SubscribeRequest;
 use berth::proto::containerd::services::events::v1::events_client::EventsClient;
 use common::{TestCluster, TestNode, bounded, containers_client, create_on, in_ns, list_ids};
+use futures::StreamExt;
 use prost::Message;
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -227,16 +228,31 @@ async fn a_follower_that_missed_a_snapshot_worth_of_log_catches_up_by_snapshot()
         let leader = cluster.wait_for_leader(&[]).await;
         let lagging = cluster.nodes.iter().find(|n| n.id != leader).unwrap().id;
         cluster.node(lagging).kill();
-        // Write well past the snapshot threshold so the leader purges its log.
-        for i in 0..300 {
-            create_on(cluster.node(leader), "snap", &format!("s{i:03}"))
-                .await
-                .unwrap();
-        }
+        // Write well past the snapshot threshold so the leader purges its
+        // log; eight writers at once, with deletes, so that snapshots are
+        // captured while applies go on.
+        let target = cluster.nodes.iter().find(|n| n.id == leader).unwrap();
+        futures::stream::iter(0..300)
+            .for_each_concurrent(8, |i| async move {
+                let id = format!("s{i:03}");
+                create_on(target, "snap", &id).await.unwrap();
+                if i % 7 == 0 {
+                    let delete = pb::DeleteContainerRequest { id };
+                    containers_client(target.channel().await.unwrap())
+                        .delete(in_ns("snap", delete))
+                        .await
+                        .unwrap();
+                }
+            })
+            .await;
         cluster.node(lagging).spawn();
         cluster.node(lagging).wait_ready().await;
         let expected = list_ids(cluster.node(leader), "snap", false).await.unwrap();
-        assert_eq!(expected.len(), 300);
+        let kept: Vec<String> = (0..300)
+            .filter(|i| i % 7 != 0)
+            .map(|i| format!("s{i:03}"))
+            .collect();
+        assert_eq!(expected, kept);
         // A linearizable read on the restarted node waits for it to catch up.
         assert_eq!(
             list_ids(cluster.node(lagging), "snap", false)

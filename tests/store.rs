@@ -523,3 +523,62 @@ fn a_batch_applies_in_order_with_its_metadata_and_survives_reopen() {
     assert_eq!(store.container("ns", "c").unwrap().unwrap().image, "v2");
     assert_eq!(store.meta(b"applied").unwrap().as_deref(), Some(&b"3"[..]));
 }
+
+/// The records of an image, one value per key (a capture may repeat a key,
+/// always with the same value).
+fn image_of(
+    records: impl Iterator<Item = berth::error::Result<berth::store::image::ImageRecord>>,
+) -> BTreeMap<(u8, Vec<u8>), Vec<u8>> {
+    let mut image = BTreeMap::new();
+    for record in records {
+        let (tree, key, value) = record.unwrap();
+        if let Some(earlier) = image.insert((tree as u8, key.to_vec()), value.to_vec()) {
+            assert_eq!(earlier, value.to_vec(), "a repeated key with another value");
+        }
+    }
+    image
+}
+
+#[test]
+fn a_capture_reads_the_capture_point_while_changes_go_on() {
+    let (_dir, store) = open();
+    let store = std::sync::Arc::new(store);
+    for i in 0..200 {
+        let mut c = container(&format!("c{i:03}"));
+        c.image = "v1".into();
+        assert!(create(&store, "ns", c).is_ok());
+    }
+    let expected = image_of(store.dump());
+    let capture = store.begin_capture().unwrap();
+    assert!(
+        store.begin_capture().is_err(),
+        "a second capture at the same time"
+    );
+    let mut records = capture.records();
+    // Read part of the image, then change keys behind and ahead of the
+    // reader: updates, deletes, re-creates and new keys.
+    let mut read: Vec<_> = records.by_ref().take(100).collect();
+    let change = |id: &str| {
+        let mut c = container(id);
+        c.image = "v2".into();
+        update(&store, "ns", c, &["image"])
+    };
+    for i in [10, 150, 151] {
+        assert!(change(&format!("c{i:03}")).is_ok());
+    }
+    for i in [20, 160, 199] {
+        assert!(delete(&store, "ns", &format!("c{i:03}")).is_ok());
+    }
+    assert!(create(&store, "ns", container("c020")).is_ok());
+    assert!(create(&store, "ns", container("new")).is_ok());
+    assert!(create(&store, "other", container("x")).is_ok());
+    assert!(change("c150").is_ok());
+    read.extend(records);
+    assert_eq!(image_of(read.into_iter()), expected);
+    drop(capture);
+    // Once the capture has ended, a new one sees the new state.
+    let now = image_of(store.dump());
+    assert_ne!(now, expected);
+    let capture = store.begin_capture().unwrap();
+    assert_eq!(image_of(capture.records()), now);
+}

@@ -14,7 +14,6 @@
 //!   when the node starts.
 
 use std::io::BufReader;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use openraft::storage::RaftStateMachine;
@@ -28,6 +27,7 @@ use crate::raft::{
     storage_error,
 };
 use crate::store::Store;
+use crate::store::capture::Capture;
 use crate::store::command::Command;
 
 /// `sm_meta` key of the last applied log id (an encoded `Option<LogId>`).
@@ -178,7 +178,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
         let store = &self.store;
         let started = std::time::Instant::now();
-        let mut outcomes = tokio::task::block_in_place(|| store.apply(&commands, &meta))
+        // Inline, not `block_in_place`: an apply is CPU work of well under
+        // a millisecond (sled writes its log on its own threads), and
+        // handing the worker to another thread for each one cost more
+        // context switches than the apply itself.
+        let mut outcomes = store
+            .apply(&commands, &meta)
             .map_err(|e| sm_error(ErrorVerb::Write, e))?
             .into_iter();
         tracing::trace!(
@@ -215,24 +220,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok(responses)
     }
 
-    /// Called serially with `apply`: the image is copied to a temporary
-    /// file here, while nothing else changes the store (sled iterators are
-    /// not snapshots). Writing to the page cache is fast; the fsync happens
-    /// later, in `build_snapshot`, off the apply path.
+    /// Called serially with `apply`: marks the capture point of the image
+    /// (see `store::capture`); the image is read and written out later, in
+    /// `build_snapshot`, while applies go on.
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
         let meta = SnapshotMeta {
             last_log_id: self.applied,
             last_membership: self.membership.clone(),
             snapshot_id: snapshot_id(self.applied.as_ref()),
         };
-        let copied = tokio::task::block_in_place(|| -> crate::error::Result<PathBuf> {
-            let (path, mut file) = self.snapshots.create_temp()?;
-            snapshot::write_snapshot(&mut file, &meta, self.store.dump())?;
-            Ok(path)
-        });
         SnapshotBuilder {
             meta,
-            copied,
+            capture: self.store.begin_capture().map(Some),
             snapshots: self.snapshots.clone(),
             store: self.store.clone(),
         }
@@ -298,10 +297,11 @@ fn snapshot_id(applied: Option<&LogId>) -> String {
     format!("{term}-{index}-{:08x}", rand::random::<u32>())
 }
 
-/// Finishes a snapshot whose data `get_snapshot_builder` copied.
+/// Writes out the image whose capture `get_snapshot_builder` began.
 pub struct SnapshotBuilder {
     meta: SnapshotMeta,
-    copied: crate::error::Result<PathBuf>,
+    /// Taken by `build_snapshot`.
+    capture: crate::error::Result<Option<Capture>>,
     snapshots: Arc<SnapshotDir>,
     store: Arc<Store>,
 }
@@ -310,13 +310,22 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     #[tracing::instrument(level = "info", skip_all, fields(snapshot = %self.meta.snapshot_id))]
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let build_error = |e| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, e);
-        let temp = self.copied.clone().map_err(build_error)?;
+        let capture = match &mut self.capture {
+            Ok(capture) => capture.take().ok_or_else(|| {
+                build_error(Error::Internal("the snapshot was already built".into()))
+            })?,
+            Err(e) => return Err(build_error(e.clone())),
+        };
         let (snapshots, store, meta) = (
             self.snapshots.clone(),
             self.store.clone(),
             self.meta.clone(),
         );
+        let started = std::time::Instant::now();
         let (path, file) = tokio::task::spawn_blocking(move || -> crate::error::Result<_> {
+            let (temp, mut file) = snapshots.create_temp()?;
+            snapshot::write_snapshot(&mut file, &meta, capture.records())?;
+            drop(capture);
             // The store must durably hold what the snapshot holds before the
             // log is purged up to it.
             store.flush_durably()?;
@@ -327,6 +336,10 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         .await
         .map_err(|e| build_error(Error::Internal(e.to_string())))?
         .map_err(build_error)?;
+        tracing::info!(
+            millis = started.elapsed().as_millis() as u64,
+            "snapshot image written"
+        );
         tracing::info!(last_log_id = ?self.meta.last_log_id, "built snapshot");
         Ok(Snapshot {
             meta: self.meta.clone(),

@@ -2,8 +2,9 @@
 //! (`restore`): the substance of Raft snapshots and backups.
 //!
 //! sled iterators are not point-in-time snapshots, so `dump` gives a
-//! consistent image only while no `apply` runs; the Raft state machine calls
-//! it serially with apply. `restore` replaces everything; a crash half-way
+//! consistent image only while no `apply` runs (an offline store); Raft
+//! snapshots of a running node read a `capture` instead, which is consistent
+//! while applies go on. `restore` replaces everything; a crash half-way
 //! leaves a marker (`RESTORING_KEY`) so that the node redoes the restore
 //! from the same source at start instead of serving a mix of old and new.
 
@@ -49,7 +50,7 @@ impl DataTree {
 pub type ImageRecord = (DataTree, IVec, IVec);
 
 impl Store {
-    fn data_tree(&self, tree: DataTree) -> &sled::Tree {
+    pub(crate) fn data_tree(&self, tree: DataTree) -> &sled::Tree {
         match tree {
             DataTree::Containers => &self.containers,
             DataTree::Leases => &self.leases,

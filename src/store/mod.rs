@@ -11,6 +11,7 @@
 //! Raft log (fsynced before any acknowledgement) replays whatever the store
 //! lost; the store is flushed durably before the log is purged past it.
 
+pub mod capture;
 pub mod command;
 pub mod containers;
 pub mod filter;
@@ -23,14 +24,16 @@ pub mod validate;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::{IVec, Transactional, Tree};
 
 use crate::error::{Error, Result};
 use command::{Command, Outcome};
+use image::DataTree;
 use model::{Container, Lease};
-use tx::Tx;
+use tx::{DataTx, Tx};
 
 /// Default size of sled's page cache (sled's own default is 1 GiB).
 pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
@@ -59,6 +62,10 @@ pub struct Store {
     namespaces: Tree,
     cluster: Tree,
     meta: Tree,
+    /// Values at the capture point of the snapshot image being captured.
+    preimages: Tree,
+    /// Whether applies record preimages (a capture is under way).
+    capturing: AtomicBool,
 }
 
 impl Store {
@@ -76,6 +83,8 @@ impl Store {
             namespaces: db.open_tree(schema::NAMESPACES_TREE)?,
             cluster: db.open_tree(schema::CLUSTER_TREE)?,
             meta: db.open_tree(schema::META_TREE)?,
+            preimages: db.open_tree(schema::PREIMAGES_TREE)?,
+            capturing: AtomicBool::new(false),
             db,
         };
         match store.meta.get(schema::FORMAT_KEY)? {
@@ -108,24 +117,30 @@ impl Store {
             &self.namespaces,
             &self.cluster,
             &self.meta,
+            &self.preimages,
         );
-        let result = trees.transaction(|(containers, leases, namespaces, cluster, meta_tree)| {
-            let tx = Tx {
-                containers,
-                leases,
-                namespaces,
-                cluster,
-                meta: meta_tree,
-            };
-            let mut outcomes = Vec::with_capacity(commands.len());
-            for command in commands {
-                outcomes.push(apply_one(&tx, command)?);
-            }
-            for (key, value) in meta {
-                tx.meta.insert(*key, *value)?;
-            }
-            Ok(outcomes)
-        });
+        // Read once: a capture begins only between applies.
+        let capturing = self.capturing.load(Ordering::Acquire);
+        let result = trees.transaction(
+            |(containers, leases, namespaces, cluster, meta_tree, preimages)| {
+                let preimages = capturing.then_some(preimages);
+                let tx = Tx {
+                    containers: DataTx::new(containers, DataTree::Containers, preimages),
+                    leases: DataTx::new(leases, DataTree::Leases, preimages),
+                    namespaces: DataTx::new(namespaces, DataTree::Namespaces, preimages),
+                    cluster: DataTx::new(cluster, DataTree::Cluster, preimages),
+                    meta: meta_tree,
+                };
+                let mut outcomes = Vec::with_capacity(commands.len());
+                for command in commands {
+                    outcomes.push(apply_one(&tx, command)?);
+                }
+                for (key, value) in meta {
+                    tx.meta.insert(*key, *value)?;
+                }
+                Ok(outcomes)
+            },
+        );
         match result {
             Ok(outcomes) => Ok(outcomes),
             Err(TransactionError::Abort(e)) => Err(e.context("applying commands")),

@@ -8,6 +8,7 @@
 //! | `namespaces` | namespace                | container count, u64 big-endian         |
 //! | `cluster`    | `id`                     | the cluster's id (UTF-8)                |
 //! | `sm_meta`    | `format`, `applied`, …   | store format version; Raft apply state  |
+//! | `snapshot_preimages` | tag byte, data key | `0` (absent) or `1` value, at the capture point |
 //!
 //! Identifiers cannot contain `0x00` (the identifier grammar allows only
 //! `[A-Za-z0-9._-]`), so `namespace 0x00 id` keys sort by namespace, then by
@@ -40,6 +41,11 @@ pub const CLUSTER_ID_KEY: &[u8] = b"id";
 /// applied log id and membership, written in the same transaction as the
 /// data they describe.
 pub const META_TREE: &str = "sm_meta";
+
+/// While a snapshot image is captured: the value each data key had at the
+/// capture point, recorded by the first change to that key after it (see
+/// `store::capture`). Empty otherwise; not part of snapshots.
+pub const PREIMAGES_TREE: &str = "snapshot_preimages";
 
 /// `sm_meta` key of the store format version.
 pub const FORMAT_KEY: &[u8] = b"format";
@@ -96,6 +102,39 @@ pub fn decode_record<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
             "storage: record format {format} is not supported (this berth reads format {FORMAT_VERSION})"
         ))),
         None => Err(Error::Internal("storage: empty record".into())),
+    }
+}
+
+/// Key of a preimage: the data tree's image tag, then the key in that tree.
+pub fn preimage_key(tree_tag: u8, key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + key.len());
+    out.push(tree_tag);
+    out.extend_from_slice(key);
+    out
+}
+
+/// Encodes a preimage: whether the key was present, and its value then.
+pub fn encode_preimage(value: Option<&[u8]>) -> Vec<u8> {
+    match value {
+        None => vec![0],
+        Some(value) => {
+            let mut out = Vec::with_capacity(1 + value.len());
+            out.push(1);
+            out.extend_from_slice(value);
+            out
+        }
+    }
+}
+
+/// Decodes a preimage written by `encode_preimage`: `None` if the key was
+/// absent at the capture point.
+pub fn decode_preimage(bytes: &[u8]) -> Result<Option<&[u8]>> {
+    match bytes.split_first() {
+        Some((0, [])) => Ok(None),
+        Some((1, value)) => Ok(Some(value)),
+        _ => Err(Error::Internal(
+            "storage: malformed snapshot preimage".into(),
+        )),
     }
 }
 
