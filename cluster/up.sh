@@ -6,6 +6,8 @@
 # Stop it with cluster/down.sh. Environment:
 #   BERTH_PROFILE=debug   use a debug build (default: release)
 #   BERTH_SERVE_ARGS=...  extra flags for every `berth serve`
+# The three nodes share this machine's CPUs: each gets a third of them as
+# worker threads (at least one) unless BERTH_WORKER_THREADS says otherwise.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -22,6 +24,8 @@ fi
 bin="$repo/target/$profile/berth"
 
 mkdir -p "$run"
+cpus=$(nproc 2>/dev/null || echo 3)
+export BERTH_WORKER_THREADS=${BERTH_WORKER_THREADS:-$(( cpus / 3 > 0 ? cpus / 3 : 1 ))}
 initial="1=127.0.0.1:7071,2=127.0.0.1:7072,3=127.0.0.1:7073"
 for n in 1 2 3; do
   pidfile="$run/node$n.pid"

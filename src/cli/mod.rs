@@ -127,6 +127,11 @@ pub struct ServeArgs {
     /// sled page-cache size in MiB.
     #[arg(long, env = "BERTH_CACHE_MB", default_value_t = 64)]
     pub cache_mb: u64,
+    /// Threads that run requests and Raft (0: one per CPU). Nodes that
+    /// share a machine (like `cluster/up.sh`'s) do better splitting its
+    /// CPUs between them than each claiming all of them.
+    #[arg(long, env = "BERTH_WORKER_THREADS", default_value_t = 0)]
+    pub worker_threads: usize,
     /// Raft heartbeat interval in milliseconds.
     #[arg(long, env = "BERTH_HEARTBEAT_MS", default_value_t = 100)]
     pub heartbeat_ms: u64,
