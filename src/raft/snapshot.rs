@@ -237,6 +237,10 @@ impl<R: Read> Read for CrcReader<R> {
 /// the `current` pointer file, plus temporary files being built or received.
 pub struct SnapshotDir {
     dir: PathBuf,
+    /// Serializes changes of the current snapshot: a snapshot built from
+    /// this node's store and one installed from the leader may finish at
+    /// the same time.
+    commit_lock: std::sync::Mutex<()>,
 }
 
 /// Name of the pointer file naming the current snapshot.
@@ -254,6 +258,7 @@ impl SnapshotDir {
         }
         Ok(SnapshotDir {
             dir: dir.to_path_buf(),
+            commit_lock: std::sync::Mutex::new(()),
         })
     }
 
@@ -277,6 +282,28 @@ impl SnapshotDir {
     /// Makes a complete temporary snapshot file the current snapshot,
     /// durably, and deletes the previous one.
     pub fn commit(&self, temp: &Path, meta: &SnapshotMeta) -> Result<PathBuf> {
+        let _changing = self.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.commit_locked(temp, meta)
+    }
+
+    /// Like `commit`, for a snapshot built from this node's store, unless
+    /// the current snapshot is newer: then a snapshot from the leader was
+    /// installed while this one was built (and the store restored from it,
+    /// perhaps under the builder's feet), so the built file is discarded
+    /// and `None` returned. An install commits its file before it restores
+    /// the store, so a build that commits first read an unchanged store.
+    pub fn commit_built(&self, temp: &Path, meta: &SnapshotMeta) -> Result<Option<PathBuf>> {
+        let _changing = self.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((current, _, _)) = self.open_current()?
+            && current.last_log_id > meta.last_log_id
+        {
+            std::fs::remove_file(temp)?;
+            return Ok(None);
+        }
+        self.commit_locked(temp, meta).map(Some)
+    }
+
+    fn commit_locked(&self, temp: &Path, meta: &SnapshotMeta) -> Result<PathBuf> {
         File::open(temp)?.sync_all()?;
         let name = format!("{}.snap", sanitize(&meta.snapshot_id));
         let path = self.dir.join(&name);
@@ -436,6 +463,43 @@ mod tests {
             )),
         ];
         write_snapshot(file, &meta(), records.into_iter()).unwrap();
+    }
+
+    /// A snapshot file at log index `index` in `snapshots`, not yet committed.
+    fn temp_at(snapshots: &SnapshotDir, index: u64) -> (PathBuf, SnapshotMeta) {
+        let meta = SnapshotMeta {
+            last_log_id: Some(openraft::LogId::new(
+                openraft::CommittedLeaderId::new(1, 1),
+                index,
+            )),
+            last_membership: Default::default(),
+            snapshot_id: format!("1-{index}"),
+        };
+        let (path, mut file) = snapshots.create_temp().unwrap();
+        write_snapshot(&mut file, &meta, std::iter::empty()).unwrap();
+        (path, meta)
+    }
+
+    #[test]
+    fn a_built_snapshot_never_replaces_a_newer_installed_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let snapshots = SnapshotDir::open(dir.path()).unwrap();
+        let (installed, installed_meta) = temp_at(&snapshots, 50);
+        let (built, built_meta) = temp_at(&snapshots, 40);
+        snapshots.commit(&installed, &installed_meta).unwrap();
+        assert_eq!(snapshots.commit_built(&built, &built_meta).unwrap(), None);
+        assert!(!built.exists(), "the discarded file is removed");
+        let current = snapshots.open_current().unwrap().unwrap().0;
+        assert_eq!(current.snapshot_id, "1-50");
+        let (newer, newer_meta) = temp_at(&snapshots, 60);
+        assert!(
+            snapshots
+                .commit_built(&newer, &newer_meta)
+                .unwrap()
+                .is_some()
+        );
+        let current = snapshots.open_current().unwrap().unwrap().0;
+        assert_eq!(current.snapshot_id, "1-60");
     }
 
     #[test]
