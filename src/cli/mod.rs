@@ -119,7 +119,8 @@ pub struct ServeArgs {
     pub advertise: Option<String>,
     /// Members of a new cluster, `ID=HOST:PORT,…`; start every member with
     /// the same list. Ignored once the node has data.
-    #[arg(long, env = "BERTH_INITIAL_CLUSTER", conflicts_with = "join")]
+    /// (An empty value, e.g. from an environment file, means none.)
+    #[arg(long, env = "BERTH_INITIAL_CLUSTER")]
     pub initial_cluster: Option<String>,
     /// Start empty and wait to be added with `berth cluster add-node`.
     #[arg(long, env = "BERTH_JOIN")]
@@ -149,8 +150,18 @@ pub struct ServeArgs {
 impl ServeArgs {
     /// The server configuration these flags describe.
     pub fn into_config(self) -> anyhow::Result<ServeConfig> {
-        let bootstrap = match (&self.initial_cluster, self.join) {
-            (Some(list), _) => Bootstrap::InitialCluster(parse_members(list)?),
+        // Checked here rather than by clap, which counts an environment
+        // variable as given even when it says "none" (`BERTH_JOIN=false`,
+        // an empty `BERTH_INITIAL_CLUSTER`).
+        let initial_cluster = self
+            .initial_cluster
+            .as_deref()
+            .filter(|l| !l.trim().is_empty());
+        let bootstrap = match (initial_cluster, self.join) {
+            (Some(_), true) => {
+                anyhow::bail!("--initial-cluster and --join cannot be used together")
+            }
+            (Some(list), false) => Bootstrap::InitialCluster(parse_members(list)?),
             (None, true) => Bootstrap::Join,
             (None, false) => Bootstrap::SingleNode,
         };
@@ -184,5 +195,59 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cluster(command) => cluster::run(&cli.global, command).await,
         Command::Snapshot(command) => snapshot::run(&cli.global, command).await,
         Command::Bench(args) => bench::run(&cli.global, args).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::bootstrap::Bootstrap;
+
+    fn serve_config(args: &[&str]) -> anyhow::Result<ServeConfig> {
+        let mut argv = vec![
+            "berth",
+            "serve",
+            "--data-dir",
+            "/tmp/x",
+            "--listen",
+            "127.0.0.1:1",
+        ];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv)?.command {
+            Command::Serve(serve) => serve.into_config(),
+            _ => unreachable!("parsed a serve command"),
+        }
+    }
+
+    fn bootstrap_of(args: &[&str]) -> anyhow::Result<Bootstrap> {
+        serve_config(args).map(|c| c.bootstrap)
+    }
+
+    #[test]
+    fn bootstrap_flags_say_none_with_an_empty_value() {
+        assert!(matches!(bootstrap_of(&[]).unwrap(), Bootstrap::SingleNode));
+        assert!(matches!(
+            bootstrap_of(&["--join"]).unwrap(),
+            Bootstrap::Join
+        ));
+        assert!(matches!(
+            bootstrap_of(&["--join", "--initial-cluster", ""]).unwrap(),
+            Bootstrap::Join
+        ));
+        assert!(matches!(
+            bootstrap_of(&["--initial-cluster", "1=127.0.0.1:1"]).unwrap(),
+            Bootstrap::InitialCluster(_)
+        ));
+        let both = bootstrap_of(&["--join", "--initial-cluster", "1=127.0.0.1:1"]).unwrap_err();
+        assert!(
+            both.to_string().contains("cannot be used together"),
+            "{both}"
+        );
+    }
+
+    #[test]
+    fn a_flag_given_twice_takes_its_last_value() {
+        let config = serve_config(&["--cache-mb", "8", "--cache-mb", "16"]).unwrap();
+        assert_eq!(config.cache_bytes, 16 << 20);
     }
 }
