@@ -16,6 +16,16 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_)) {
+        // A client command whose output goes to a closed pipe (`berth
+        // containers list | head`) ends quietly, like other command-line
+        // tools, instead of panicking on the failed print. The server keeps
+        // Rust's default (SIGPIPE ignored): a peer that goes away must not
+        // kill it.
+        // SAFETY: restoring the default disposition of SIGPIPE, before any
+        // thread is started, has no memory-safety preconditions.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     let default_level = if matches!(cli.command, Command::Serve(_)) {
         "info"
     } else {

@@ -6,6 +6,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
+use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
 use berth::proto::containerd::events::{ContainerCreate, ContainerDelete, ContainerUpdate};
@@ -719,6 +720,27 @@ async fn bad_input_gets_clear_errors_and_the_node_keeps_serving() {
             stream_ids(&mut unix, "default", &[]).await.unwrap(),
             ["big"]
         );
+    })
+    .await
+}
+
+#[tokio::test]
+async fn cli_output_to_a_closed_pipe_ends_quietly() {
+    bounded(async {
+        let node = TestNode::start_single().await;
+        let (reader, writer) = std::io::pipe().unwrap();
+        // Nobody reads: the CLI's first write fails with EPIPE.
+        drop(reader);
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(["--endpoints", &node.addr, "cluster", "status"])
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+
+        assert_eq!(output.status.signal(), Some(libc::SIGPIPE), "{stderr}");
     })
     .await
 }
