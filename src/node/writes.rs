@@ -105,20 +105,16 @@ impl WriteRouter {
                         self.wait_for_leader_change(leader, deadline).await;
                     }
                 }
-                Err(RaftError::APIError(other)) => {
-                    fail_all(
-                        &mut results,
-                        &pending,
-                        Error::Internal(format!("raft refused a write: {other}")),
-                    );
-                    break;
-                }
-                Err(RaftError::Fatal(fatal)) => {
-                    fail_all(
-                        &mut results,
-                        &pending,
-                        Error::Unavailable(format!("raft is not running: {fatal}")),
-                    );
+                Err(refused) => {
+                    let error = match refused {
+                        RaftError::APIError(other) => {
+                            Error::Internal(format!("raft refused a write: {other}"))
+                        }
+                        RaftError::Fatal(fatal) => {
+                            Error::Unavailable(format!("raft is not running: {fatal}"))
+                        }
+                    };
+                    fail_all(&mut results, &pending, error);
                     break;
                 }
             }
