@@ -16,10 +16,19 @@ const PROTOS: &[&str] = &[
     "proto/berth/cluster/v1/cluster.proto",
 ];
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+/// etcd's KV API (a subset), for `berth bench --system etcd`.
+const ETCD_PROTO: &str = "proto/etcd/kv.proto";
+
+/// A prost configuration that runs the vendored protoc.
+fn prost_config() -> Result<tonic_prost_build::Config, Box<dyn std::error::Error>> {
     let mut config = tonic_prost_build::Config::new();
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
+    Ok(config)
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    let mut config = prost_config()?;
     let well_known = protoc_bin_vendored::include_path()?;
     // BTreeMaps keep map fields in key order: deterministic output, and no
     // re-sorting when converting to the store's model.
@@ -38,9 +47,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .and_then(|out| String::from_utf8(out.stdout).ok())
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|| "unknown".to_string());
+    // etcd's KV API, client side only and outside the descriptor set: the
+    // bench loads etcd with it for comparison; berth does not serve it.
+    tonic_prost_build::configure()
+        .build_server(false)
+        .compile_with_config(
+            prost_config()?,
+            &[PathBuf::from(ETCD_PROTO)],
+            &[PathBuf::from("proto")],
+        )?;
     println!("cargo:rustc-env=BERTH_REVISION={revision}");
     println!("cargo:rerun-if-changed=.git/HEAD");
-    for proto in PROTOS {
+    for proto in PROTOS.iter().chain([&ETCD_PROTO]) {
         println!("cargo:rerun-if-changed={proto}");
     }
     Ok(())

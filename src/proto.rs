@@ -55,5 +55,10 @@ pub mod berth {
     }
 }
 
+/// etcd's KV API (the subset `berth bench --system etcd` uses; client only).
+pub mod etcdserverpb {
+    tonic::include_proto!("etcdserverpb");
+}
+
 /// Descriptor set of every proto above, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("berth_descriptor");

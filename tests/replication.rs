@@ -24,6 +24,62 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 
+/// Each member's (id, term, known leader), from its own status.
+async fn terms_and_leaders(cluster: &TestCluster) -> Vec<(u64, u64, u64)> {
+    let mut seen = Vec::new();
+    for node in &cluster.nodes {
+        let mut client = ClusterClient::new(node.channel().await.unwrap());
+        let status = client
+            .local_status(LocalStatusRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        seen.push((node.id, status.term, status.known_leader));
+    }
+    seen
+}
+
+#[tokio::test]
+async fn a_fresh_cluster_elects_once_and_forms_without_its_first_member() {
+    bounded(async {
+        // Only the lowest id initializes: one election, at term 1, which
+        // stays (every member used to initialize, and their crossing term-1
+        // candidacies forced a second election about every other start).
+        let cluster = TestCluster::start(3, &[]).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        for (id, term, leader) in terms_and_leaders(&cluster).await {
+            assert_eq!((term, leader), (1, 1), "node {id}: term {term}, leader {leader}");
+        }
+        drop(cluster);
+
+        // Without member 1, member 2 initializes after its fallback delay
+        // (3 election timeouts: 2.1 s here) and the cluster serves.
+        let started = Instant::now();
+        let mut cluster = TestCluster::spawn_members(3, &[2, 3], &[]).await;
+        let leader = cluster.wait_for_leader(&[]).await;
+        assert!([2, 3].contains(&leader), "leader {leader}");
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(1500),
+            "formed after {waited:?}: before member 2's fallback delay?"
+        );
+        create_on(&cluster.nodes[2], "fallback", "c1").await.unwrap();
+        // Member 1, started late and empty, joins as a member and catches up.
+        cluster.node(1).spawn();
+        cluster.node(1).wait_ready().await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let ids = list_ids(&cluster.nodes[0], "fallback", false).await;
+            if ids.as_ref().is_ok_and(|ids| ids == &vec!["c1".to_string()]) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "member 1 never served c1: {ids:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_write_to_a_follower_is_readable_from_every_node() {
     bounded(async {

@@ -19,6 +19,16 @@
 //! - `mixed`: each request is a `Get` with probability `--read-ratio`
 //!   (default 0.5), else an `Update` as above.
 //!
+//! # Comparing with etcd
+//!
+//! `--system etcd` sends the same load to an etcd cluster through its v3 KV
+//! API, so both stores can be measured on the same machine with the same
+//! client: a write is a `Put` of a new key (`/<namespace>/<id>`) whose value
+//! is the spec JSON, a read a `Range` of one pre-created key (linearizable
+//! unless `--consistency serializable`, which maps to etcd's serializable
+//! range), an update a `Put` of the whole value again (etcd has no partial
+//! update; berth rewrites the whole record on the server too).
+//!
 //! Every container (created by `write` or by setup) carries a spec of
 //! `--payload` bytes (an OCI-spec-shaped JSON object, padded), so `Get`
 //! answers carry the payload too. Setup names its keys
@@ -84,6 +94,8 @@ use crate::cli::containers::OCI_SPEC_TYPE_URL;
 use crate::cli::{ConsistencyArg, GlobalArgs, OutputFormat};
 use crate::proto::containerd::services::containers::v1 as pb;
 use crate::proto::containerd::services::containers::v1::containers_client::ContainersClient;
+use crate::proto::etcdserverpb as etcd;
+use crate::proto::etcdserverpb::kv_client::KvClient;
 
 /// The global `--namespace` default, which the bench does not write into.
 const DEFAULT_NAMESPACE: &str = "default";
@@ -169,6 +181,28 @@ pub struct BenchArgs {
     /// over them.
     #[arg(long, default_value_t = 1, value_parser = at_least_one)]
     pub connections_per_endpoint: usize,
+    /// The store the endpoints run: `berth` (containers API) or `etcd` (its
+    /// KV API, the same load as puts and ranges, for comparison).
+    #[arg(long, value_enum, default_value_t = System::Berth)]
+    pub system: System,
+}
+
+/// The store under load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum System {
+    /// berth's containers API.
+    Berth,
+    /// etcd's v3 KV API.
+    Etcd,
+}
+
+impl System {
+    fn name(self) -> &'static str {
+        match self {
+            System::Berth => "berth",
+            System::Etcd => "etcd",
+        }
+    }
 }
 
 /// What the bench's requests do.
@@ -290,7 +324,7 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
         run_prefix: format!("w{:012x}", rand::random::<u64>() >> 16),
         window,
     });
-    let results = measure(&shared, &channels, args.concurrency).await?;
+    let results = measure(&shared, &channels, args.concurrency, plan.system).await?;
 
     let report = Report::new(&plan, &args, &results)?;
     match global.output {
@@ -310,6 +344,7 @@ struct Plan {
     consistency: ConsistencyArg,
     timeout: Duration,
     requests: Arc<Requests>,
+    system: System,
 }
 
 impl Plan {
@@ -350,6 +385,7 @@ impl Plan {
                 .with_context(|| format!("namespace {namespace:?} as gRPC metadata"))?,
             serializable_reads: global.consistency == ConsistencyArg::Serializable,
             spec: spec_payload(args.payload),
+            etcd_prefix: format!("/{namespace}/"),
         };
         Ok(Plan {
             endpoints,
@@ -357,6 +393,7 @@ impl Plan {
             consistency: global.consistency,
             timeout,
             requests: Arc::new(requests),
+            system: args.system,
         })
     }
 }
@@ -405,16 +442,31 @@ fn endpoint_of(worker: usize, endpoints: usize) -> usize {
     worker % endpoints
 }
 
+/// A worker's client of the store under load.
+enum Client {
+    Berth(ContainersClient<Channel>),
+    Etcd(KvClient<Channel>),
+}
+
 /// A client for worker `i`: on endpoint `i % n`, on that endpoint's
 /// connection `(i / n) % per_endpoint`, so each endpoint's workers are
 /// spread evenly over its connections. Cloning a channel shares its
 /// connection.
-fn client_for(channels: &[Vec<Channel>], worker: usize) -> ContainersClient<Channel> {
+fn client_for(channels: &[Vec<Channel>], worker: usize, system: System) -> Client {
     let connections = &channels[endpoint_of(worker, channels.len())];
     let channel = connections[(worker / channels.len()) % connections.len()].clone();
-    ContainersClient::new(channel)
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    match system {
+        System::Berth => Client::Berth(
+            ContainersClient::new(channel)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        ),
+        System::Etcd => Client::Etcd(
+            KvClient::new(channel)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        ),
+    }
 }
 
 /// Builds and sends the bench's requests. Everything that is the same for
@@ -425,6 +477,8 @@ struct Requests {
     /// Whether `Get`s ask for serializable reads.
     serializable_reads: bool,
     spec: prost_types::Any,
+    /// etcd keys are `/<namespace>/<id>`.
+    etcd_prefix: String,
 }
 
 impl Requests {
@@ -443,11 +497,24 @@ impl Requests {
         request
     }
 
-    async fn create(
-        &self,
-        client: &mut ContainersClient<Channel>,
-        id: String,
-    ) -> Result<(), Status> {
+    /// An etcd `Put` of `id`'s key with the spec as its value.
+    fn etcd_put(&self, id: &str) -> etcd::PutRequest {
+        etcd::PutRequest {
+            key: self.etcd_key(id),
+            value: self.spec.value.clone(),
+            lease: 0,
+        }
+    }
+
+    fn etcd_key(&self, id: &str) -> Vec<u8> {
+        format!("{}{id}", self.etcd_prefix).into_bytes()
+    }
+
+    async fn create(&self, client: &mut Client, id: String) -> Result<(), Status> {
+        let client = match client {
+            Client::Berth(client) => client,
+            Client::Etcd(kv) => return kv.put(self.etcd_put(&id)).await.map(drop),
+        };
         let container = pb::Container {
             id,
             runtime: Some(pb::container::Runtime {
@@ -466,24 +533,32 @@ impl Requests {
         client.create(request).await.map(drop)
     }
 
-    async fn get(
-        &self,
-        client: &mut ContainersClient<Channel>,
-        id: String,
-        serializable: bool,
-    ) -> Result<(), Status> {
-        client
-            .get(self.request(pb::GetContainerRequest { id }, serializable))
-            .await
-            .map(drop)
+    async fn get(&self, client: &mut Client, id: String, serializable: bool) -> Result<(), Status> {
+        match client {
+            Client::Berth(client) => client
+                .get(self.request(pb::GetContainerRequest { id }, serializable))
+                .await
+                .map(drop),
+            Client::Etcd(kv) => {
+                let range = etcd::RangeRequest {
+                    key: self.etcd_key(&id),
+                    serializable,
+                    ..Default::default()
+                };
+                // Like berth's Get, a missing key is an error.
+                match kv.range(range).await?.into_inner().kvs.is_empty() {
+                    true => Err(Status::not_found(format!("etcd key for {id} not found"))),
+                    false => Ok(()),
+                }
+            }
+        }
     }
 
-    async fn update(
-        &self,
-        client: &mut ContainersClient<Channel>,
-        id: String,
-        value: String,
-    ) -> Result<(), Status> {
+    async fn update(&self, client: &mut Client, id: String, value: String) -> Result<(), Status> {
+        let client = match client {
+            Client::Berth(client) => client,
+            Client::Etcd(kv) => return kv.put(self.etcd_put(&id)).await.map(drop),
+        };
         let container = pb::Container {
             id,
             labels: [(UPDATE_LABEL.to_string(), value)].into(),
@@ -519,7 +594,7 @@ async fn setup(
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = JoinSet::new();
     for worker in 0..concurrency.max(SETUP_MIN_CONCURRENCY).min(keys) {
-        let mut client = client_for(channels, worker);
+        let mut client = client_for(channels, worker, plan.system);
         let (ids, next, requests) = (ids.clone(), next.clone(), plan.requests.clone());
         tasks.spawn(async move {
             let mut created = 0;
@@ -545,7 +620,7 @@ async fn setup(
     // has applied every write committed before it, i.e. all of setup. After
     // this, serializable reads on followers find every key.
     for (index, address) in plan.endpoints.iter().enumerate() {
-        let mut client = client_for(channels, index);
+        let mut client = client_for(channels, index, plan.system);
         let id = ids.first().cloned().unwrap_or_default();
         plan.requests
             .get(&mut client, id, false)
@@ -628,7 +703,7 @@ impl Shared {
     /// Sends one request; `seq` is the worker's request number.
     async fn call(
         &self,
-        client: &mut ContainersClient<Channel>,
+        client: &mut Client,
         op: Op,
         worker: usize,
         seq: u64,
@@ -656,10 +731,11 @@ async fn measure(
     shared: &Arc<Shared>,
     channels: &[Vec<Channel>],
     concurrency: usize,
+    system: System,
 ) -> anyhow::Result<Vec<(usize, WorkerStats)>> {
     let mut tasks = JoinSet::new();
     for index in 0..concurrency {
-        let client = client_for(channels, index);
+        let client = client_for(channels, index, system);
         let rng = SmallRng::from_rng(&mut rand::rng());
         let stats = WorkerStats::new(shared.workload.ops())?;
         let shared = shared.clone();
@@ -676,7 +752,7 @@ async fn measure(
 /// One worker's loop: one request at a time until the window ends.
 async fn worker(
     index: usize,
-    mut client: ContainersClient<Channel>,
+    mut client: Client,
     mut rng: SmallRng,
     mut stats: WorkerStats,
     shared: Arc<Shared>,
@@ -802,6 +878,7 @@ impl WorkerStats {
 /// The report, as printed in JSON (field order kept).
 #[derive(Serialize)]
 struct Report {
+    system: &'static str,
     workload: &'static str,
     namespace: String,
     /// Read consistency of the `Get`s.
@@ -910,6 +987,7 @@ impl Report {
         }
         let duration = args.duration;
         Ok(Report {
+            system: plan.system.name(),
             workload: args.workload.name(),
             namespace: plan.namespace.clone(),
             consistency: match plan.consistency {
@@ -950,6 +1028,7 @@ impl Report {
             None => self.workload.to_string(),
         };
         let reads = self.by_op.contains_key(Op::Get.name());
+        println!("system        {}", self.system);
         println!("workload      {workload}");
         println!("namespace     {}", self.namespace);
         if reads {

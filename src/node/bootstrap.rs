@@ -1,6 +1,7 @@
 //! How a fresh node joins or forms a cluster.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use openraft::BasicNode;
 use openraft::error::{InitializeError, RaftError};
@@ -15,18 +16,30 @@ pub enum Bootstrap {
     /// Form a one-member cluster of itself (the default).
     SingleNode,
     /// Form a cluster of these members; every member is started with the
-    /// same list, and the cluster elects once a majority is up.
+    /// same list, and the cluster elects once a majority is up. The member
+    /// with the lowest id initializes it (see [`maybe_initialize`]).
     InitialCluster(BTreeMap<NodeId, String>),
     /// Wait to be added by an administrator.
     Join,
 }
 
 /// Initializes Raft membership on a pristine node, per `bootstrap`.
+///
+/// With an initial cluster, only the member with the lowest id initializes
+/// at once. openraft's `initialize` makes a node campaign immediately; when
+/// every member did, their term-1 candidacies crossed, and openraft 0.9 lets
+/// an uncommitted term-1 vote outrank the term-1 leader's, so about every
+/// second start had a second election a second or two later. The others
+/// become members when that node's vote request or its first entries reach
+/// them. Should it not come up, each other member initializes by itself
+/// after `fallback_after` times its rank among the members (the second
+/// lowest first), unless by then it has heard from a candidate or leader.
 pub(super) async fn maybe_initialize(
     raft: &Raft,
     id: NodeId,
     advertise: &str,
     bootstrap: &Bootstrap,
+    fallback_after: Duration,
 ) -> Result<()> {
     let initialized = raft
         .is_initialized()
@@ -48,12 +61,43 @@ pub(super) async fn maybe_initialize(
                     "--initial-cluster does not list this node's id {id}"
                 )));
             }
-            members
+            let members: BTreeMap<NodeId, BasicNode> = members
                 .iter()
                 .map(|(id, addr)| (*id, BasicNode::new(addr)))
-                .collect()
+                .collect();
+            let rank = members.keys().position(|m| *m == id).unwrap_or(0);
+            if rank > 0 {
+                let delay = fallback_after.saturating_mul(rank as u32);
+                tracing::info!(
+                    ?delay,
+                    "waiting for the member with the lowest id to form the cluster"
+                );
+                let raft = raft.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    match raft.is_initialized().await {
+                        Ok(false) => {
+                            tracing::warn!(
+                                "no member has formed the cluster yet; initializing it from here"
+                            );
+                            if let Err(e) = initialize(&raft, members).await {
+                                tracing::error!(error = %e, "could not initialize the cluster");
+                            }
+                        }
+                        Ok(true) => {}
+                        Err(e) => tracing::debug!(error = %e, "raft stopped before start-up ended"),
+                    }
+                });
+                return Ok(());
+            }
+            members
         }
     };
+    initialize(raft, members).await
+}
+
+/// `Raft::initialize`, where "already initialized" is success.
+async fn initialize(raft: &Raft, members: BTreeMap<NodeId, BasicNode>) -> Result<()> {
     tracing::info!(?members, "initializing a new cluster");
     match raft.initialize(members).await {
         Ok(()) => Ok(()),

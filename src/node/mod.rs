@@ -179,7 +179,17 @@ impl Node {
         )
         .await
         .map_err(|e| Error::Internal(format!("starting raft: {e}")))?;
-        bootstrap::maybe_initialize(&raft, config.id, &config.advertise, &config.bootstrap).await?;
+        // Long enough for the first member's election to reach this one (a
+        // randomized timeout of up to twice the election timeout, plus a vote).
+        let bootstrap_fallback = Duration::from_millis(config.raft.election_timeout_ms) * 3;
+        bootstrap::maybe_initialize(
+            &raft,
+            config.id,
+            &config.advertise,
+            &config.bootstrap,
+            bootstrap_fallback,
+        )
+        .await?;
 
         let heartbeat = Duration::from_millis(config.raft.heartbeat_ms);
         let leader_reads = {

@@ -18,6 +18,14 @@ pub(crate) struct Frame {
     pub len: u32,
 }
 
+#[cfg(test)]
+impl Frame {
+    /// Offset just past the frame.
+    pub fn end(&self) -> u64 {
+        self.offset + u64::from(self.len)
+    }
+}
+
 /// One segment file and the frames it holds. Frame `i` holds index `first + i`.
 #[derive(Debug)]
 pub(crate) struct SegIndex {

@@ -54,7 +54,20 @@
 //! flags, first index, CRC of the header) followed by frames
 //! `[len u32][crc32 u32][index u64][data]`, all little-endian, where
 //! `len = 8 + data.len()` and the CRC covers `len` and the payload. There is no
-//! padding and no preallocation: the file length is the end of the log.
+//! padding between frames. The active segment is *preallocated*: zero-filled
+//! ahead of the write offset ([`WalOptions::preallocate_bytes`] at a time),
+//! so the file length is not the end of the log; the log ends at the first
+//! frame position from which the rest of the file is all zeros (a frame
+//! never starts with a zero length). Why: an fdatasync after an append that
+//! grew the file must also commit the new size through the filesystem
+//! journal (on ext4, one journal commit per fsync, which waits behind
+//! everybody else's dirty data); writing into blocks that are already
+//! allocated and initialised needs no metadata, so the group-commit fsync
+//! is only the data pages and a cache flush (measured here under load: p50
+//! ~0.33–0.48 ms instead of ~0.6–0.7 ms). Zeros, not `fallocate`: fallocated
+//! blocks are "unwritten" extents, and the first write into them is again a
+//! metadata change. A segment being rotated out is trimmed to its last frame
+//! before its final fsync.
 //! Segments roll over when the next frame would push the file past
 //! [`WalOptions::segment_bytes`] (a segment always takes at least one record,
 //! so a record larger than that gets a segment of its own). Metadata files are
@@ -97,6 +110,9 @@
 //! # Recovery (at open)
 //!
 //! Segments are read in index order and every frame is checked.
+//! - All-zero bytes after the last frame are preallocated space: the clean
+//!   end of the log, kept as it is (in any segment, though only the last one
+//!   has any: rotation trims).
 //! - A bad frame (short, bad length, bad CRC) in the **last** segment with no
 //!   valid frame anywhere after it is a torn tail: the file is cut there
 //!   (ftruncate + fsync) and a `tracing::warn!` names the file, the offset and
@@ -196,6 +212,10 @@ pub struct WalOptions {
     /// appends are rejected; at recovery a larger length field is corruption.
     /// Do not lower it below the size of records already in the log.
     pub max_record_bytes: u32,
+    /// Zero-fill the active segment this many bytes ahead whenever an append
+    /// reaches the end of the zeroed space (see "On-disk format"); 0 turns
+    /// preallocation off (the file then ends at its last frame).
+    pub preallocate_bytes: u64,
 }
 
 impl Default for WalOptions {
@@ -203,9 +223,13 @@ impl Default for WalOptions {
         WalOptions {
             segment_bytes: 64 << 20,
             max_record_bytes: 64 << 20,
+            preallocate_bytes: 1 << 20,
         }
     }
 }
+
+/// Zeros written by preallocation, a piece at a time.
+static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
 
 /// A consistent snapshot of the log's extent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -238,8 +262,10 @@ struct Active {
     first: u64,
     /// Physical records in the segment (including purged ones).
     records: u64,
-    /// Write offset = file length.
+    /// Write offset: the end of the last frame.
     len: u64,
+    /// File length: `len` plus the zero-filled space after it.
+    allocated: u64,
     file: Arc<File>,
 }
 
@@ -305,11 +331,12 @@ impl Wal {
 
         let purged = meta::read_purge_point(&dir)?;
         let rec = recovery::recover(&dir, purged, max_payload(&opts))?;
-        let active = match (rec.index.segments.last(), rec.active_len) {
-            (Some(s), Some(len)) => Some(Active {
+        let active = match (rec.index.segments.last(), rec.active_extent) {
+            (Some(s), Some((len, allocated))) => Some(Active {
                 first: s.first,
                 records: s.frames.len() as u64,
                 len,
+                allocated,
                 file: s.file.clone(),
             }),
             _ => None,
@@ -485,6 +512,7 @@ impl Wal {
             let start = frames[i].1;
             let end = frames[j - 1].1 + frames[j - 1].2 as usize;
             let base = active.len;
+            let allocated = self.preallocate(active, base + size)?;
             active
                 .file
                 .write_all_at(&buf[start..end], base)
@@ -507,6 +535,7 @@ impl Wal {
             }
             if let Some(a) = w.active.as_mut() {
                 a.len += size;
+                a.allocated = allocated.max(a.len);
                 a.records += (j - i) as u64;
             }
             i = j;
@@ -514,11 +543,46 @@ impl Wal {
         Ok(())
     }
 
-    /// Closes the active segment (fdatasync) and starts a new, durable one
-    /// whose first record will be `next`. Syncing the old segment *before*
-    /// the new one exists is what keeps invariant 3.
+    /// Makes sure the active segment is zero-filled up to at least `needed`
+    /// (when preallocation is on): if not, zero-fills from its current end
+    /// up to `preallocate_bytes` past it (at least to `needed`, and no
+    /// further than the segment size unless `needed` is). Returns the new
+    /// file length. The zeros are made durable by the next group-commit
+    /// fsync, together with the file's new size; the appends after that
+    /// overwrite them without changing the file's metadata.
+    fn preallocate(&self, active: &Active, needed: u64) -> Result<u64> {
+        let chunk = self.opts.preallocate_bytes;
+        if chunk == 0 || needed <= active.allocated {
+            return Ok(active.allocated);
+        }
+        let target = needed.max(
+            active
+                .allocated
+                .saturating_add(chunk)
+                .min(self.opts.segment_bytes),
+        );
+        let mut at = active.allocated;
+        while at < target {
+            let n = (target - at).min(ZEROS.len() as u64);
+            active
+                .file
+                .write_all_at(&ZEROS[..n as usize], at)
+                .map_err(|e| WalError::io("zero-fill the active segment ahead of appends", e))?;
+            at += n;
+        }
+        Ok(target)
+    }
+
+    /// Closes the active segment (trimmed to its last frame, fdatasync) and
+    /// starts a new, durable one whose first record will be `next`. Syncing
+    /// the old segment *before* the new one exists is what keeps invariant 3.
     fn rotate(&self, w: &mut Writer, next: u64) -> Result<()> {
         if let Some(old) = w.active.as_ref() {
+            if old.allocated > old.len {
+                old.file
+                    .set_len(old.len)
+                    .map_err(|e| WalError::io("trim the segment being rotated out", e))?;
+            }
             old.file
                 .sync_data()
                 .map_err(|e| WalError::io("fdatasync the segment being rotated out", e))?;
@@ -546,6 +610,7 @@ impl Wal {
             first,
             records: 0,
             len: HEADER_LEN as u64,
+            allocated: HEADER_LEN as u64,
             file,
         });
         Ok(())
@@ -668,6 +733,7 @@ impl Wal {
             first: seg_first,
             records: kept,
             len: new_len,
+            allocated: new_len,
             file: seg_file,
         });
         Ok(())

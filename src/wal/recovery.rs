@@ -23,8 +23,9 @@ use super::segment::{self, HEADER_LEN, ScanStop};
 /// What recovery hands to `Wal::open`.
 pub(crate) struct Recovered {
     pub index: Index,
-    /// Write offset (file length) of the last segment, if there is one.
-    pub active_len: Option<u64>,
+    /// Of the last segment, if there is one: the write offset (end of its
+    /// last frame) and the file length (larger when zero-filled ahead).
+    pub active_extent: Option<(u64, u64)>,
 }
 
 fn list_dir(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
@@ -79,7 +80,9 @@ fn read_all(path: &Path) -> Result<(File, Vec<u8>)> {
 ///    segment is at or below the purge point (left-over dead segments).
 /// 4. The first segment starts at or below the floor (`p + 1` for purge point
 ///    `p`, or 0 if never purged): no records are missing at the start.
-/// 5. A bad frame in the last segment with no valid frame after it is a torn
+/// 5. All-zero bytes after the last good frame are preallocated space: the
+///    clean end of the segment, left in place.
+/// 6. A bad frame in the last segment with no valid frame after it is a torn
 ///    tail: cut off (ftruncate + fsync) with a warning. A bad frame followed by
 ///    a valid one, a bad frame in any other segment, a valid frame with the
 ///    wrong index, a bad header (except a header-less last segment left by a
@@ -121,7 +124,7 @@ pub(crate) fn recover(dir: &Path, purged: Option<u64>, max_payload: u64) -> Resu
         segments: Vec::with_capacity(n),
         purged,
     };
-    let mut active_len = None;
+    let mut active_extent = None;
     let mut expected: Option<u64> = None;
 
     for (i, (name_first, path)) in segs.into_iter().enumerate() {
@@ -177,7 +180,11 @@ pub(crate) fn recover(dir: &Path, purged: Option<u64>, max_payload: u64) -> Resu
 
         let scan = segment::scan(&buf, first, max_payload);
         let mut end = scan.end;
-        if let Some(stop) = scan.stop {
+        let mut file_len = buf.len();
+        let preallocated = |offset: usize| buf[offset..].iter().all(|&b| b == 0);
+        if let Some(stop) = scan.stop.filter(
+            |stop| !matches!(stop, ScanStop::BadFrame { offset, .. } if preallocated(*offset)),
+        ) {
             match stop {
                 ScanStop::WrongIndex {
                     offset,
@@ -212,13 +219,14 @@ pub(crate) fn recover(dir: &Path, purged: Option<u64>, max_payload: u64) -> Resu
                         )
                     })?;
                     end = offset;
+                    file_len = offset;
                 }
             }
         }
 
         expected = Some(first.saturating_add(scan.frames.len() as u64));
         if is_last {
-            active_len = Some(end as u64);
+            active_extent = Some((end as u64, file_len as u64));
         }
         index.segments.push(SegIndex {
             first,
@@ -229,7 +237,10 @@ pub(crate) fn recover(dir: &Path, purged: Option<u64>, max_payload: u64) -> Resu
     }
 
     remove_dead_segments(&mut index);
-    Ok(Recovered { index, active_len })
+    Ok(Recovered {
+        index,
+        active_extent,
+    })
 }
 
 /// Decides whether a bad frame may be treated as a torn tail. Returns `Ok` if

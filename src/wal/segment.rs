@@ -15,10 +15,11 @@
 //! 28      4     reserved     0
 //! ```
 //!
-//! followed by records (see `record.rs`) back to back, with no padding and no
-//! preallocation: the file length is exactly header + frames, so the end of
-//! the file is the end of the log and recovery never has to guess where
-//! zero-filled preallocated space starts.
+//! followed by records (see `record.rs`) back to back, with no padding, and
+//! then, in the active segment, zero-filled preallocated space (see the
+//! module docs of `wal`): the log ends where the rest of the file is all
+//! zeros. A frame never starts with zero bytes (its length is at least 8),
+//! so the zeros cannot be mistaken for a record.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;

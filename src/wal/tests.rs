@@ -13,6 +13,9 @@ fn opts(segment_bytes: u64) -> WalOptions {
     WalOptions {
         segment_bytes,
         max_record_bytes: 4096,
+        // The byte-level tests below assume the file ends at its last frame;
+        // the `preallocated_*` tests cover zero-filled segments.
+        preallocate_bytes: 0,
     }
 }
 
@@ -630,6 +633,82 @@ fn torn_tail_at_every_offset_is_cut() -> TestResult {
 }
 
 #[test]
+fn preallocated_segments_are_zero_filled_ahead_and_trimmed_when_rotated() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let o = preallocated(2048, 300);
+    let wal = Wal::open(tmp.path(), o.clone())?;
+    for i in 1..=200 {
+        wal.append_sync(batch(i, i))?;
+        let (path, _, frames) = last_segment_frames(&wal);
+        let end = frames.last().map_or(HEADER_LEN as u64, |f| f.end());
+        let bytes = fs::read(&path)?;
+        assert!(
+            bytes.len() as u64 >= end,
+            "record {i}: file shorter than its frames"
+        );
+        assert!(
+            bytes.len() as u64 <= o.segment_bytes.max(end),
+            "record {i}: zero-filled past the segment size"
+        );
+        assert!(
+            bytes[end as usize..].iter().all(|&b| b == 0),
+            "record {i}: space after the last frame is not zero"
+        );
+    }
+    let segs = seg_files(tmp.path());
+    assert!(segs.len() > 3, "{} segments", segs.len());
+    drop(wal);
+    for seg in &segs[..segs.len() - 1] {
+        assert_eq!(
+            fs::metadata(seg)?.len(),
+            frames_end(seg)?,
+            "{} was not trimmed when rotated out",
+            seg.display()
+        );
+    }
+    let wal = Wal::open(tmp.path(), o.clone())?;
+    check(&wal, 1, 200)?;
+    wal.append_sync(batch(201, 230))?;
+    drop(wal);
+    let wal = Wal::open(tmp.path(), o)?;
+    check(&wal, 1, 230)?;
+    Ok(())
+}
+
+#[test]
+fn preallocated_torn_tail_at_every_offset_is_cut() -> TestResult {
+    let template = tempfile::tempdir()?;
+    let o = preallocated(4096, 1024);
+    let n = 20;
+    let (last_seg, frames) = build_template(template.path(), &o, n)?;
+    let last = frames[frames.len() - 1];
+    let seg_name = file_name_of(&last_seg);
+    let file_len = fs::metadata(&last_seg)?.len();
+    assert!(file_len > last.end(), "the template is not preallocated");
+    // A crash leaves a prefix of the last record's bytes and zeros (the
+    // preallocated content) after it.
+    for kept in 0..u64::from(last.len) {
+        let tmp = tempfile::tempdir()?;
+        copy_dir(template.path(), tmp.path())?;
+        let seg = tmp.path().join(&seg_name);
+        let zeros = vec![0; (last.end() - last.offset - kept) as usize];
+        OpenOptions::new()
+            .write(true)
+            .open(&seg)?
+            .write_all_at(&zeros, last.offset + kept)?;
+        let wal = Wal::open(tmp.path(), o.clone())?;
+        assert_eq!(wal.last_index(), Some(n - 1), "{kept} bytes kept");
+        check(&wal, 1, n - 1)?;
+        wal.append_sync([(n, b"replacement".to_vec())])?;
+        drop(wal);
+        let wal = Wal::open(tmp.path(), o.clone())?;
+        assert_eq!(wal.entry(n)?, Some(b"replacement".to_vec()));
+        check(&wal, 1, n - 1)?;
+    }
+    Ok(())
+}
+
+#[test]
 fn corrupt_last_record_is_cut_off() -> TestResult {
     let tmp = tempfile::tempdir()?;
     let o = opts(4096);
@@ -651,15 +730,20 @@ fn corrupt_last_record_is_cut_off() -> TestResult {
     let wal = Wal::open(tmp.path(), o.clone())?;
     assert_eq!(fs::metadata(&seg)?.len(), len);
     check(&wal, 1, 21)?;
-    // zeros, as some file systems leave after a crash
+    // zeros (as some file systems leave after a crash, or preallocation):
+    // the clean end of the log, left in place and overwritten by appends
     drop(wal);
     OpenOptions::new()
         .append(true)
         .open(&seg)?
         .write_all(&[0; 100])?;
-    let wal = Wal::open(tmp.path(), o)?;
-    assert_eq!(fs::metadata(&seg)?.len(), len);
+    let wal = Wal::open(tmp.path(), o.clone())?;
+    assert_eq!(fs::metadata(&seg)?.len(), len + 100);
     check(&wal, 1, 21)?;
+    wal.append_sync(batch(22, 22))?;
+    drop(wal);
+    let wal = Wal::open(tmp.path(), o)?;
+    check(&wal, 1, 22)?;
     Ok(())
 }
 
@@ -750,8 +834,8 @@ fn lowered_record_limit_is_a_hard_error_not_a_cut() -> TestResult {
     }
     let len = fs::metadata(&seg)?.len();
     let small = WalOptions {
-        segment_bytes: 4096,
         max_record_bytes: 100,
+        ..opts(4096)
     };
     expect_corrupt(tmp.path(), small, &seg)?;
     assert_eq!(fs::metadata(&seg)?.len(), len);
@@ -782,8 +866,37 @@ fn incomplete_new_segment_and_empty_trailing_segment() -> TestResult {
 
 #[test]
 fn restart_loop_keeps_log_contiguous() -> TestResult {
+    restart_loop(opts(300))
+}
+
+#[test]
+fn preallocated_restart_loop_keeps_log_contiguous() -> TestResult {
+    restart_loop(preallocated(300, 128))
+}
+
+/// Options with zero-filled preallocation of `ahead` bytes.
+fn preallocated(segment_bytes: u64, ahead: u64) -> WalOptions {
+    WalOptions {
+        preallocate_bytes: ahead,
+        ..opts(segment_bytes)
+    }
+}
+
+/// End of the last frame of a segment file whose frames all end in a
+/// non-zero byte (true of every payload these tests write): the position
+/// after its last non-zero byte.
+fn frames_end(seg: &Path) -> std::result::Result<u64, Box<dyn std::error::Error>> {
+    let bytes = fs::read(seg)?;
+    let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
+    Ok(end.max(HEADER_LEN) as u64)
+}
+
+/// Opens, checks against a model, appends, crashes (or closes), tears
+/// unacknowledged bytes off the tail, and again, for 25 rounds. Tearing
+/// shortens the file without preallocation and zeroes the end of the
+/// frames with it (what a crash leaves of writes into zero-filled space).
+fn restart_loop(o: WalOptions) -> TestResult {
     let tmp = tempfile::tempdir()?;
-    let o = opts(300);
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     // model[i] = payload at index i + 1
     let mut model: Vec<Vec<u8>> = Vec::new();
@@ -855,13 +968,15 @@ fn restart_loop_keeps_log_contiguous() -> TestResult {
         if !last_fired.load(Ordering::SeqCst)
             && let Some(seg) = seg_files(tmp.path()).pop()
         {
-            let len = fs::metadata(&seg)?.len();
+            let len = frames_end(&seg)?;
             let max_chop = last_batch_bytes.min(len - HEADER_LEN as u64);
             let chop = rng.below(max_chop + 1);
-            OpenOptions::new()
-                .write(true)
-                .open(&seg)?
-                .set_len(len - chop)?;
+            let file = OpenOptions::new().write(true).open(&seg)?;
+            if o.preallocate_bytes == 0 {
+                file.set_len(len - chop)?;
+            } else {
+                file.write_all_at(&vec![0; chop as usize], len - chop)?;
+            }
         }
     }
     let wal = Wal::open(tmp.path(), o)?;

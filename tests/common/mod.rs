@@ -273,6 +273,14 @@ impl TestCluster {
     /// Starts `n` nodes with the same `--initial-cluster` and waits only
     /// until each answers (a leader may not be elected yet).
     pub async fn spawn(n: u64, extra: &[&str]) -> TestCluster {
+        let all: Vec<u64> = (1..=n).collect();
+        TestCluster::spawn_members(n, &all, extra).await
+    }
+
+    /// Like [`TestCluster::spawn`], but only the members in `started` are
+    /// started; the others get their address and flags and can be started
+    /// later with [`TestNode::spawn`].
+    pub async fn spawn_members(n: u64, started: &[u64], extra: &[&str]) -> TestCluster {
         let dir = tempfile::Builder::new()
             .prefix("berth-cluster")
             .tempdir()
@@ -283,10 +291,12 @@ impl TestCluster {
             let mut args: Vec<String> = vec!["--initial-cluster".into(), initial.clone()];
             args.extend(TEST_RAFT_FLAGS.iter().chain(extra).map(|s| s.to_string()));
             let mut node = TestNode::new(i as u64 + 1, dir.path(), addr.clone(), args);
-            node.spawn();
+            if started.contains(&node.id) {
+                node.spawn();
+            }
             nodes.push(node);
         }
-        for node in &mut nodes {
+        for node in nodes.iter_mut().filter(|n| started.contains(&n.id)) {
             node.wait_ready().await;
         }
         TestCluster { nodes, dir }
