@@ -20,7 +20,14 @@ use common::{TestNode, bounded, free_port};
 fn bench(endpoint: &str, args: &[&str]) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_berth"))
         .args(["--endpoints", endpoint, "--output", "json", "bench"])
-        .args(["--duration", "1s", "--warmup", "200ms", "--concurrency", "4"])
+        .args([
+            "--duration",
+            "1s",
+            "--warmup",
+            "200ms",
+            "--concurrency",
+            "4",
+        ])
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -38,13 +45,19 @@ fn bench(endpoint: &str, args: &[&str]) -> serde_json::Value {
 fn assert_clean(report: &serde_json::Value, system: &str, workload: &str) {
     assert_eq!(report["system"], system, "{report}");
     assert_eq!(report["workload"], workload, "{report}");
-    assert!(report["ops"].as_u64().unwrap_or(0) > 0, "no request succeeded: {report}");
+    assert!(
+        report["ops"].as_u64().unwrap_or(0) > 0,
+        "no request succeeded: {report}"
+    );
     assert_eq!(
         report["errors"],
         serde_json::json!({}),
         "requests failed: {report}"
     );
-    assert!(report["latency_ms"]["p99"].as_f64().unwrap_or(0.0) > 0.0, "{report}");
+    assert!(
+        report["latency_ms"]["p99"].as_f64().unwrap_or(0.0) > 0.0,
+        "{report}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -128,8 +141,21 @@ fn bench_loads_etcd_with_the_same_workloads() {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let out = Command::new(env!("CARGO_BIN_EXE_berth"))
-            .args(["--endpoints", &etcd.client_addr, "bench", "--system", "etcd"])
-            .args(["--duration", "200ms", "--warmup", "0s", "--concurrency", "1"])
+            .args([
+                "--endpoints",
+                &etcd.client_addr,
+                "bench",
+                "--system",
+                "etcd",
+            ])
+            .args([
+                "--duration",
+                "200ms",
+                "--warmup",
+                "0s",
+                "--concurrency",
+                "1",
+            ])
             .stdin(Stdio::null())
             .output()
             .expect("run berth bench");

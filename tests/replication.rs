@@ -48,7 +48,11 @@ async fn a_fresh_cluster_elects_once_and_forms_without_its_first_member() {
         let cluster = TestCluster::start(3, &[]).await;
         tokio::time::sleep(Duration::from_secs(3)).await;
         for (id, term, leader) in terms_and_leaders(&cluster).await {
-            assert_eq!((term, leader), (1, 1), "node {id}: term {term}, leader {leader}");
+            assert_eq!(
+                (term, leader),
+                (1, 1),
+                "node {id}: term {term}, leader {leader}"
+            );
         }
         drop(cluster);
 
@@ -63,7 +67,9 @@ async fn a_fresh_cluster_elects_once_and_forms_without_its_first_member() {
             waited >= Duration::from_millis(1500),
             "formed after {waited:?}: before member 2's fallback delay?"
         );
-        create_on(&cluster.nodes[2], "fallback", "c1").await.unwrap();
+        create_on(&cluster.nodes[2], "fallback", "c1")
+            .await
+            .unwrap();
         // Member 1, started late and empty, joins as a member and catches up.
         cluster.node(1).spawn();
         cluster.node(1).wait_ready().await;
@@ -73,7 +79,10 @@ async fn a_fresh_cluster_elects_once_and_forms_without_its_first_member() {
             if ids.as_ref().is_ok_and(|ids| ids == &vec!["c1".to_string()]) {
                 break;
             }
-            assert!(Instant::now() < deadline, "member 1 never served c1: {ids:?}");
+            assert!(
+                Instant::now() < deadline,
+                "member 1 never served c1: {ids:?}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     })
