@@ -45,7 +45,9 @@ async fn a_fresh_cluster_elects_once_and_forms_without_its_first_member() {
         // Only the lowest id initializes: one election, at term 1, which
         // stays (every member used to initialize, and their crossing term-1
         // candidacies forced a second election about every other start).
-        let cluster = TestCluster::start(3, &[]).await;
+        // Long election timeouts: member 1's first vote request may wait for
+        // a peer still opening its store, and must not time out meanwhile.
+        let cluster = TestCluster::start(3, &["--election-timeout-ms", "3000"]).await;
         tokio::time::sleep(Duration::from_secs(3)).await;
         for (id, term, leader) in terms_and_leaders(&cluster).await {
             assert_eq!(

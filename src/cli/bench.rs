@@ -23,11 +23,15 @@
 //!
 //! `--system etcd` sends the same load to an etcd cluster through its v3 KV
 //! API, so both stores can be measured on the same machine with the same
-//! client: a write is a `Put` of a new key (`/<namespace>/<id>`) whose value
-//! is the spec JSON, a read a `Range` of one pre-created key (linearizable
+//! client. Each request does what berth's does, in one round trip, the way
+//! Kubernetes uses etcd: a write is a create-if-absent transaction (`Txn`:
+//! the key's create revision is 0, then `Put`) of a new key
+//! (`/<namespace>/<id>`) whose value is the spec JSON, `AlreadyExists` when
+//! the key is there; a read a `Range` of one pre-created key (linearizable
 //! unless `--consistency serializable`, which maps to etcd's serializable
-//! range), an update a `Put` of the whole value again (etcd has no partial
-//! update; berth rewrites the whole record on the server too).
+//! range; `NotFound` when missing); an update an update-if-present `Txn`
+//! that puts the whole value again (etcd has no partial update; berth
+//! rewrites the whole record on the server too; `NotFound` when missing).
 //!
 //! Every container (created by `write` or by setup) carries a spec of
 //! `--payload` bytes (an OCI-spec-shaped JSON object, padded), so `Get`
@@ -497,12 +501,44 @@ impl Requests {
         request
     }
 
-    /// An etcd `Put` of `id`'s key with the spec as its value.
-    fn etcd_put(&self, id: &str) -> etcd::PutRequest {
-        etcd::PutRequest {
-            key: self.etcd_key(id),
-            value: self.spec.value.clone(),
-            lease: 0,
+    /// An etcd transaction that puts `id`'s key with the spec as its value
+    /// if the key is absent (`create`) or present (not `create`); the
+    /// error when the condition fails is berth's for the same request.
+    async fn etcd_put_if(
+        &self,
+        kv: &mut KvClient<Channel>,
+        id: &str,
+        create: bool,
+    ) -> Result<(), Status> {
+        use etcd::compare::{CompareResult, CompareTarget, TargetUnion};
+        let key = self.etcd_key(id);
+        let condition = etcd::Compare {
+            result: if create {
+                CompareResult::Equal
+            } else {
+                CompareResult::Greater
+            } as i32,
+            target: CompareTarget::Create as i32,
+            key: key.clone(),
+            target_union: Some(TargetUnion::CreateRevision(0)),
+            range_end: Vec::new(),
+        };
+        let put = etcd::RequestOp {
+            request: Some(etcd::request_op::Request::RequestPut(etcd::PutRequest {
+                key,
+                value: self.spec.value.clone(),
+                lease: 0,
+            })),
+        };
+        let txn = etcd::TxnRequest {
+            compare: vec![condition],
+            success: vec![put],
+            failure: Vec::new(),
+        };
+        match (kv.txn(txn).await?.into_inner().succeeded, create) {
+            (true, _) => Ok(()),
+            (false, true) => Err(Status::already_exists(format!("etcd key for {id} exists"))),
+            (false, false) => Err(Status::not_found(format!("etcd key for {id} not found"))),
         }
     }
 
@@ -513,7 +549,7 @@ impl Requests {
     async fn create(&self, client: &mut Client, id: String) -> Result<(), Status> {
         let client = match client {
             Client::Berth(client) => client,
-            Client::Etcd(kv) => return kv.put(self.etcd_put(&id)).await.map(drop),
+            Client::Etcd(kv) => return self.etcd_put_if(kv, &id, true).await,
         };
         let container = pb::Container {
             id,
@@ -557,7 +593,7 @@ impl Requests {
     async fn update(&self, client: &mut Client, id: String, value: String) -> Result<(), Status> {
         let client = match client {
             Client::Berth(client) => client,
-            Client::Etcd(kv) => return kv.put(self.etcd_put(&id)).await.map(drop),
+            Client::Etcd(kv) => return self.etcd_put_if(kv, &id, false).await,
         };
         let container = pb::Container {
             id,

@@ -84,7 +84,27 @@ pub(super) async fn maybe_initialize(
                                 tracing::error!(error = %e, "could not initialize the cluster");
                             }
                         }
-                        Ok(true) => {}
+                        Ok(true) => {
+                            let voters = raft
+                                .metrics()
+                                .borrow()
+                                .membership_config
+                                .membership()
+                                .voter_ids()
+                                .count();
+                            if voters == 0 {
+                                // Granted a vote to the first member, which
+                                // then went away before sending any entry.
+                                // openraft refuses to initialize a node that
+                                // has voted; it joins when that member
+                                // (restarted with or without its data) or
+                                // another initialized member reaches it.
+                                tracing::warn!(
+                                    "this node voted for a candidate but has received no membership \
+                                     yet; it waits for the member with the lowest id to come back"
+                                );
+                            }
+                        }
                         Err(e) => tracing::debug!(error = %e, "raft stopped before start-up ended"),
                     }
                 });

@@ -68,7 +68,7 @@
 //! blocks are "unwritten" extents, and the first write into them is again a
 //! metadata change. A segment being rotated out is trimmed to its last frame
 //! before its final fsync.
-//! Segments roll over when the next frame would push the file past
+//! Segments roll over when the next frame would push the end of their frames past
 //! [`WalOptions::segment_bytes`] (a segment always takes at least one record,
 //! so a record larger than that gets a segment of its own). Metadata files are
 //! `[magic BERTHMTA][version u32][len u32][crc32 u32][payload]`.
@@ -114,7 +114,10 @@
 //!   end of the log, kept as it is (in any segment, though only the last one
 //!   has any: rotation trims).
 //! - A bad frame (short, bad length, bad CRC) in the **last** segment with no
-//!   valid frame anywhere after it is a torn tail: the file is cut there
+//!   valid frame anywhere after it, or with an all-zero sector inside it
+//!   (bytes that never reached the disk: appends overwrite zero-filled
+//!   space; nothing written after such a frame can have been synced either,
+//!   as a sync covers the whole file), is a torn tail: the file is cut there
 //!   (ftruncate + fsync) and a `tracing::warn!` names the file, the offset and
 //!   the number of bytes dropped. Those bytes were never acknowledged.
 //! - Everything else is a hard [`WalError::Corrupt`] naming the file and
@@ -129,10 +132,12 @@
 //!   lowered: hard error.
 //!
 //! Caveat: after a *power* loss the kernel may have written back unsynced
-//! pages of the tail out of order, so in rare cases a torn region can be
-//! followed by a valid unsynced record, which recovery reports as corruption.
-//! That is the price of never dropping possibly acknowledged data on our own;
-//! the error names the file and offset for an operator to decide.
+//! pages of the tail out of order. A torn frame with a zeroed sector is
+//! recognised as never synced (the usual case with preallocation); a torn
+//! frame with non-zero garbage followed by a valid record is reported as
+//! corruption. That is the price of never dropping possibly acknowledged
+//! data on our own; the error names the file and offset for an operator to
+//! decide.
 //!
 //! # Invariants
 //!
@@ -142,8 +147,8 @@
 //!    segment but are never returned.
 //! 2. Segment `k+1` starts at the index after segment `k`'s last record, except
 //!    across segments that hold only purged records.
-//! 3. Every segment except the last is fully durable: it was fdatasync'ed
-//!    before its successor was created, and its successor's header and
+//! 3. Every segment except the last is fully durable: it was trimmed to its
+//!    last frame and fdatasync'ed before its successor was created, and its successor's header and
 //!    directory entry were fsynced before any record went into it. Hence only
 //!    the tail of the last segment can be torn by a crash.
 //! 4. A callback fires `Ok` only after the bytes of its batch and of every
@@ -202,7 +207,8 @@ const MAX_RECORD_LIMIT: u32 = u32::MAX - 64;
 /// A range read issues one `pread` per this many bytes (at least one frame).
 const READ_CHUNK: u64 = 1 << 20;
 
-/// Tuning knobs. `Default` gives 64 MiB segments and a 64 MiB record limit.
+/// Tuning knobs. `Default` gives 64 MiB segments, a 64 MiB record limit and
+/// 1 MiB of zero-filled space ahead of appends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WalOptions {
     /// Roll over to a new segment when the next frame would push the active
@@ -391,7 +397,8 @@ impl Wal {
     /// errors leave the log untouched; IO errors poison the WAL (a prefix of
     /// the batch may then be on disk, like after a crash).
     ///
-    /// Blocking: write syscalls always; when the batch rolls into a new
+    /// Blocking: write syscalls always (and, once per `preallocate_bytes`,
+    /// writing that many zeros ahead); when the batch rolls into a new
     /// segment, also an fdatasync of the old segment plus fsyncs of the new
     /// file and the directory (once per `segment_bytes`). Async callers should
     /// expect that.

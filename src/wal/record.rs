@@ -163,6 +163,42 @@ pub(crate) fn decode(buf: &[u8], max_payload: u64) -> Result<Decoded<'_>, FrameE
 /// bytes need a 2^-32 checksum collision on top of a plausible index, and
 /// keeps the scan cheap: the checksum is computed only for candidates.
 /// Returns the offset and index of the first such frame.
+/// Sector size for [`never_synced`]: the unit a disk writes atomically.
+const SECTOR: usize = 512;
+
+/// Whether the bad frame at `at` shows the signature of bytes that never
+/// reached the disk: an all-zero piece between sector boundaries inside the
+/// span it claims (its length field if plausible, else up to the next
+/// boundary). Appends overwrite zero-filled space, so after a power loss
+/// an unsynced sector of the tail reads as zeros, while later sectors may
+/// have been written back. Such a frame was never covered by a completed
+/// fdatasync, and neither was anything written after it (a sync covers the
+/// whole file), so nothing from it on was acknowledged. etcd's WAL uses
+/// the same rule for torn entries.
+pub(crate) fn never_synced(buf: &[u8], at: usize, max_payload: u64) -> bool {
+    if at >= buf.len() {
+        return false;
+    }
+    let claimed = (at + 4 <= buf.len())
+        .then(|| read_u32(buf, at))
+        .filter(|len| (*len as usize) >= INDEX_BYTES && u64::from(*len) <= max_payload)
+        .map(|len| FRAME_HEADER + len as usize);
+    let end = match claimed {
+        Some(frame_len) => at.saturating_add(frame_len),
+        None => (at / SECTOR + 1) * SECTOR,
+    }
+    .min(buf.len());
+    let mut start = at;
+    while start < end {
+        let chunk_end = ((start / SECTOR + 1) * SECTOR).min(end);
+        if buf[start..chunk_end].iter().all(|&b| b == 0) {
+            return true;
+        }
+        start = chunk_end;
+    }
+    false
+}
+
 pub(crate) fn find_valid_after(
     buf: &[u8],
     bad_at: usize,

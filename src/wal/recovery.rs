@@ -80,11 +80,13 @@ fn read_all(path: &Path) -> Result<(File, Vec<u8>)> {
 ///    segment is at or below the purge point (left-over dead segments).
 /// 4. The first segment starts at or below the floor (`p + 1` for purge point
 ///    `p`, or 0 if never purged): no records are missing at the start.
-/// 5. All-zero bytes after the last good frame are preallocated space: the
-///    clean end of the segment, left in place.
-/// 6. A bad frame in the last segment with no valid frame after it is a torn
-///    tail: cut off (ftruncate + fsync) with a warning. A bad frame followed by
-///    a valid one, a bad frame in any other segment, a valid frame with the
+/// 5. All-zero bytes after the last good frame of the last segment are
+///    preallocated space: the clean end of the log, left in place.
+/// 6. A bad frame in the last segment with no valid frame after it, or with
+///    an all-zero sector inside it (never synced, see
+///    [`record::never_synced`]), is a torn tail: cut off (ftruncate + fsync)
+///    with a warning. Otherwise a bad frame followed by a valid one, a bad
+///    frame in any other segment, a valid frame with the
 ///    wrong index, a bad header (except a header-less last segment left by a
 ///    crash during creation, which is removed) or a gap: hard error.
 pub(crate) fn recover(dir: &Path, purged: Option<u64>, max_payload: u64) -> Result<Recovered> {
@@ -181,7 +183,9 @@ pub(crate) fn recover(dir: &Path, purged: Option<u64>, max_payload: u64) -> Resu
         let scan = segment::scan(&buf, first, max_payload);
         let mut end = scan.end;
         let mut file_len = buf.len();
-        let preallocated = |offset: usize| buf[offset..].iter().all(|&b| b == 0);
+        // Rotation trims a segment to its last frame: only the last one may
+        // end in zero-filled space.
+        let preallocated = |offset: usize| is_last && buf[offset..].iter().all(|&b| b == 0);
         if let Some(stop) = scan.stop.filter(
             |stop| !matches!(stop, ScanStop::BadFrame { offset, .. } if preallocated(*offset)),
         ) {
@@ -276,6 +280,9 @@ fn check_bad_frame(
                 "bad record (expected index {bad_index}): {error}; this is not the last segment, so it is corruption, not a torn write"
             ),
         ));
+    }
+    if record::never_synced(buf, offset, max_payload) {
+        return Ok(());
     }
     if let Some((at, idx)) = record::find_valid_after(buf, offset, bad_index, max_payload) {
         return Err(WalError::corrupt(

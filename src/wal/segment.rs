@@ -18,8 +18,8 @@
 //! followed by records (see `record.rs`) back to back, with no padding, and
 //! then, in the active segment, zero-filled preallocated space (see the
 //! module docs of `wal`): the log ends where the rest of the file is all
-//! zeros. A frame never starts with zero bytes (its length is at least 8),
-//! so the zeros cannot be mistaken for a record.
+//! zeros. A frame's 4-byte length field is never zero (it is at least 8), so
+//! the zeros cannot be mistaken for a record.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;

@@ -637,6 +637,7 @@ fn preallocated_segments_are_zero_filled_ahead_and_trimmed_when_rotated() -> Tes
     let tmp = tempfile::tempdir()?;
     let o = preallocated(2048, 300);
     let wal = Wal::open(tmp.path(), o.clone())?;
+    let mut zero_filled_ahead = 0;
     for i in 1..=200 {
         wal.append_sync(batch(i, i))?;
         let (path, _, frames) = last_segment_frames(&wal);
@@ -646,6 +647,9 @@ fn preallocated_segments_are_zero_filled_ahead_and_trimmed_when_rotated() -> Tes
             bytes.len() as u64 >= end,
             "record {i}: file shorter than its frames"
         );
+        if bytes.len() as u64 > end {
+            zero_filled_ahead += 1;
+        }
         assert!(
             bytes.len() as u64 <= o.segment_bytes.max(end),
             "record {i}: zero-filled past the segment size"
@@ -655,9 +659,30 @@ fn preallocated_segments_are_zero_filled_ahead_and_trimmed_when_rotated() -> Tes
             "record {i}: space after the last frame is not zero"
         );
     }
+    assert!(
+        zero_filled_ahead > 150,
+        "zero-filled ahead after {zero_filled_ahead} of 200 appends"
+    );
     let segs = seg_files(tmp.path());
     assert!(segs.len() > 3, "{} segments", segs.len());
     drop(wal);
+    assert_rotated_segments_trimmed(tmp.path())?;
+    // After a reopen (the active segment's zero-filled space is recovered as
+    // such), appends go on and roll over, and rotation still trims.
+    let wal = Wal::open(tmp.path(), o.clone())?;
+    check(&wal, 1, 200)?;
+    wal.append_sync(batch(201, 330))?;
+    drop(wal);
+    assert!(seg_files(tmp.path()).len() > segs.len());
+    assert_rotated_segments_trimmed(tmp.path())?;
+    let wal = Wal::open(tmp.path(), o)?;
+    check(&wal, 1, 330)?;
+    Ok(())
+}
+
+/// Every segment but the last ends at its last frame.
+fn assert_rotated_segments_trimmed(dir: &Path) -> TestResult {
+    let segs = seg_files(dir);
     for seg in &segs[..segs.len() - 1] {
         assert_eq!(
             fs::metadata(seg)?.len(),
@@ -666,12 +691,42 @@ fn preallocated_segments_are_zero_filled_ahead_and_trimmed_when_rotated() -> Tes
             seg.display()
         );
     }
+    Ok(())
+}
+
+#[test]
+fn preallocated_never_synced_sector_cuts_the_tail_even_before_valid_frames() -> TestResult {
+    // After a power loss, a sector of an unsynced append can still read as
+    // the zeros it overwrote while a later sector reached the disk.
+    let template = tempfile::tempdir()?;
+    let o = preallocated(64 * 1024, 4096);
+    let n = 200;
+    let (seg, frames) = build_template(template.path(), &o, n)?;
+    let sector = 512u64;
+    let zeroed = (frames[n as usize / 2].offset / sector + 1) * sector;
+    let hit = frames
+        .iter()
+        .position(|f| f.end() > zeroed)
+        .expect("the template reaches past the zeroed sector");
+    assert!(
+        hit + 5 < frames.len(),
+        "valid frames follow the zeroed sector"
+    );
+    let tmp = tempfile::tempdir()?;
+    copy_dir(template.path(), tmp.path())?;
+    let seg = tmp.path().join(file_name_of(&seg));
+    OpenOptions::new()
+        .write(true)
+        .open(&seg)?
+        .write_all_at(&[0; 512], zeroed)?;
     let wal = Wal::open(tmp.path(), o.clone())?;
-    check(&wal, 1, 200)?;
-    wal.append_sync(batch(201, 230))?;
+    let kept = hit as u64; // records 1..=hit are whole
+    assert_eq!(wal.last_index(), Some(kept));
+    check(&wal, 1, kept)?;
+    wal.append_sync(batch(kept + 1, kept + 3))?;
     drop(wal);
     let wal = Wal::open(tmp.path(), o)?;
-    check(&wal, 1, 230)?;
+    check(&wal, 1, kept + 3)?;
     Ok(())
 }
 
