@@ -98,10 +98,19 @@ impl Etcd {
             .stderr(log)
             .spawn()
             .expect("start etcd");
-        let etcd = Etcd { child, client_addr };
+        let mut etcd = Etcd { child, client_addr };
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(&etcd.client_addr).is_err() {
-            assert!(Instant::now() < deadline, "etcd did not listen within 20s");
+            let log =
+                || std::fs::read_to_string(data_dir.with_extension("log")).unwrap_or_default();
+            if let Ok(Some(status)) = etcd.child.try_wait() {
+                panic!("etcd exited ({status}) before listening:\n{}", log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "etcd did not listen within 20s:\n{}",
+                log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         etcd
