@@ -18,26 +18,31 @@ use common::{TestNode, bounded, free_port};
 /// short window and returns the parsed report; fails the test on a non-zero
 /// exit.
 fn bench(endpoint: &str, args: &[&str]) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
-        .args(["--endpoints", endpoint, "--output", "json", "bench"])
-        .args([
-            "--duration",
-            "1s",
-            "--warmup",
-            "200ms",
-            "--concurrency",
-            "4",
-        ])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run berth bench");
+    let window = [
+        "--duration",
+        "1s",
+        "--warmup",
+        "200ms",
+        "--concurrency",
+        "4",
+    ];
+    let out = run_bench(endpoint, &[&window[..], args].concat());
     assert!(
         out.status.success(),
         "berth bench {args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("bench prints one JSON report")
+}
+
+/// Runs `berth --endpoints <endpoint> --output json bench <args>`.
+fn run_bench(endpoint: &str, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["--endpoints", endpoint, "--output", "json", "bench"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run berth bench")
 }
 
 /// Checks a report: the expected system and workload, some successful
@@ -149,25 +154,19 @@ fn bench_loads_etcd_with_the_same_workloads() {
     // run's setup retries nothing, so wait for one successful write run.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let out = Command::new(env!("CARGO_BIN_EXE_berth"))
-            .args([
-                "--endpoints",
-                &etcd.client_addr,
-                "bench",
+        let out = run_bench(
+            &etcd.client_addr,
+            &[
                 "--system",
                 "etcd",
-            ])
-            .args([
                 "--duration",
                 "200ms",
                 "--warmup",
                 "0s",
                 "--concurrency",
                 "1",
-            ])
-            .stdin(Stdio::null())
-            .output()
-            .expect("run berth bench");
+            ],
+        );
         if out.status.success() {
             break;
         }

@@ -72,48 +72,49 @@ pub(super) async fn maybe_initialize(
                     ?delay,
                     "waiting for the member with the lowest id to form the cluster"
                 );
-                let raft = raft.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(delay).await;
-                    match raft.is_initialized().await {
-                        Ok(false) => {
-                            tracing::warn!(
-                                "no member has formed the cluster yet; initializing it from here"
-                            );
-                            if let Err(e) = initialize(&raft, members).await {
-                                tracing::error!(error = %e, "could not initialize the cluster");
-                            }
-                        }
-                        Ok(true) => {
-                            let voters = raft
-                                .metrics()
-                                .borrow()
-                                .membership_config
-                                .membership()
-                                .voter_ids()
-                                .count();
-                            if voters == 0 {
-                                // Granted a vote to the first member, which
-                                // then went away before sending any entry.
-                                // openraft refuses to initialize a node that
-                                // has voted; it joins when that member
-                                // (restarted with or without its data) or
-                                // another initialized member reaches it.
-                                tracing::warn!(
-                                    "this node voted for a candidate but has received no membership \
-                                     yet; it waits for the member with the lowest id to come back"
-                                );
-                            }
-                        }
-                        Err(e) => tracing::debug!(error = %e, "raft stopped before start-up ended"),
-                    }
-                });
+                tokio::spawn(initialize_later(raft.clone(), members, delay));
                 return Ok(());
             }
             members
         }
     };
     initialize(raft, members).await
+}
+
+/// The fallback of a member other than the lowest: after `delay`,
+/// initializes the cluster unless this node has heard from a candidate or
+/// leader by then.
+async fn initialize_later(raft: Raft, members: BTreeMap<NodeId, BasicNode>, delay: Duration) {
+    tokio::time::sleep(delay).await;
+    match raft.is_initialized().await {
+        Ok(false) => {
+            tracing::warn!("no member has formed the cluster yet; initializing it from here");
+            if let Err(e) = initialize(&raft, members).await {
+                tracing::error!(error = %e, "could not initialize the cluster");
+            }
+        }
+        Ok(true) => {
+            let voters = raft
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .voter_ids()
+                .count();
+            if voters == 0 {
+                // Granted a vote to the first member, which then went away
+                // before sending any entry. openraft refuses to initialize a
+                // node that has voted; it joins when that member (restarted
+                // with or without its data) or another initialized member
+                // reaches it.
+                tracing::warn!(
+                    "this node voted for a candidate but has received no membership yet; \
+                     it waits for the member with the lowest id to come back"
+                );
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "raft stopped before start-up ended"),
+    }
 }
 
 /// `Raft::initialize`, where "already initialized" is success.

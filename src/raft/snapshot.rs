@@ -243,6 +243,15 @@ pub struct SnapshotDir {
     commit_lock: std::sync::Mutex<()>,
 }
 
+/// What became of a built snapshot ([`SnapshotDir::commit_built`]).
+#[derive(Debug)]
+pub enum Committed {
+    /// It is the current snapshot now: its file, opened.
+    Built(PathBuf, File),
+    /// A newer snapshot was installed meanwhile and stays current: that one.
+    Superseded(SnapshotMeta, PathBuf, File),
+}
+
 /// Name of the pointer file naming the current snapshot.
 const CURRENT: &str = "current";
 
@@ -290,17 +299,20 @@ impl SnapshotDir {
     /// the current snapshot is newer: then a snapshot from the leader was
     /// installed while this one was built (and the store restored from it,
     /// perhaps under the builder's feet), so the built file is discarded
-    /// and `None` returned. An install commits its file before it restores
-    /// the store, so a build that commits first read an unchanged store.
-    pub fn commit_built(&self, temp: &Path, meta: &SnapshotMeta) -> Result<Option<PathBuf>> {
+    /// and the newer one returned. An install commits its file before it
+    /// restores the store, so a build that commits first read an unchanged
+    /// store. Returns the current snapshot, opened.
+    pub fn commit_built(&self, temp: &Path, meta: &SnapshotMeta) -> Result<Committed> {
         let _changing = self.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((current, _, _)) = self.open_current()?
+        if let Some((current, path, file)) = self.open_current()?
             && current.last_log_id > meta.last_log_id
         {
             std::fs::remove_file(temp)?;
-            return Ok(None);
+            return Ok(Committed::Superseded(current, path, file));
         }
-        self.commit_locked(temp, meta).map(Some)
+        let path = self.commit_locked(temp, meta)?;
+        let file = File::open(&path)?;
+        Ok(Committed::Built(path, file))
     }
 
     fn commit_locked(&self, temp: &Path, meta: &SnapshotMeta) -> Result<PathBuf> {
@@ -487,17 +499,19 @@ mod tests {
         let (installed, installed_meta) = temp_at(&snapshots, 50);
         let (built, built_meta) = temp_at(&snapshots, 40);
         snapshots.commit(&installed, &installed_meta).unwrap();
-        assert_eq!(snapshots.commit_built(&built, &built_meta).unwrap(), None);
+        let superseded = snapshots.commit_built(&built, &built_meta).unwrap();
+        assert!(
+            matches!(&superseded, Committed::Superseded(meta, _, _) if meta.snapshot_id == "1-50"),
+            "{superseded:?}"
+        );
         assert!(!built.exists(), "the discarded file is removed");
         let current = snapshots.open_current().unwrap().unwrap().0;
         assert_eq!(current.snapshot_id, "1-50");
         let (newer, newer_meta) = temp_at(&snapshots, 60);
-        assert!(
-            snapshots
-                .commit_built(&newer, &newer_meta)
-                .unwrap()
-                .is_some()
-        );
+        assert!(matches!(
+            snapshots.commit_built(&newer, &newer_meta).unwrap(),
+            Committed::Built(..)
+        ));
         let current = snapshots.open_current().unwrap().unwrap().0;
         assert_eq!(current.snapshot_id, "1-60");
     }

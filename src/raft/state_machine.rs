@@ -21,7 +21,7 @@ use openraft::{EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder, Snaps
 
 use crate::error::Error;
 use crate::events::{Event, EventBus};
-use crate::raft::snapshot::{self, SnapshotDir, SnapshotFile, SnapshotReader};
+use crate::raft::snapshot::{self, Committed, SnapshotDir, SnapshotFile, SnapshotReader};
 use crate::raft::{
     Entry, LogId, Response, SnapshotMeta, StorageError, StoredMembership, TypeConfig, codec,
     storage_error,
@@ -322,39 +322,31 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             self.meta.clone(),
         );
         let started = std::time::Instant::now();
-        let built = tokio::task::spawn_blocking(move || -> crate::error::Result<_> {
+        let committed = tokio::task::spawn_blocking(move || -> crate::error::Result<_> {
             let (temp, mut file) = snapshots.create_temp()?;
             snapshot::write_snapshot(&mut file, &meta, capture.records())?;
             drop(capture);
             // The store must durably hold what the snapshot holds before the
             // log is purged up to it.
             store.flush_durably()?;
-            match snapshots.commit_built(&temp, &meta)? {
-                Some(path) => {
-                    let file = std::fs::File::open(&path)?;
-                    Ok(Some((path, file)))
-                }
-                None => Ok(None),
-            }
+            snapshots.commit_built(&temp, &meta)
         })
         .await
         .map_err(|e| build_error(Error::Internal(e.to_string())))?
         .map_err(build_error)?;
-        let Some((path, file)) = built else {
-            // A newer snapshot was installed meanwhile: report that one, which
-            // openraft already has, so nothing moves backwards.
-            tracing::info!("a newer snapshot was installed during the build; discarded this one");
-            let (meta, path, file) = self
-                .snapshots
-                .open_current()
-                .map_err(build_error)?
-                .ok_or_else(|| {
-                    build_error(Error::Internal("the installed snapshot is gone".into()))
-                })?;
-            return Ok(Snapshot {
-                meta,
-                snapshot: Box::new(SnapshotFile::new(path, file)),
-            });
+        let (path, file) = match committed {
+            Committed::Built(path, file) => (path, file),
+            Committed::Superseded(meta, path, file) => {
+                // A newer snapshot was installed meanwhile: report that one,
+                // which openraft already has, so nothing moves backwards.
+                tracing::info!(
+                    "a newer snapshot was installed during the build; discarded this one"
+                );
+                return Ok(Snapshot {
+                    meta,
+                    snapshot: Box::new(SnapshotFile::new(path, file)),
+                });
+            }
         };
         tracing::info!(
             millis = started.elapsed().as_millis() as u64,
