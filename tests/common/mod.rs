@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod history;
+
 use std::future::Future;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,415 @@
+//! Linearizability of a history recorded by concurrent clients on every
+//! node while nodes are killed and restarted and leaders and followers are
+//! paused past the election timeout; the checker itself is shown to catch
+//! stale reads, both on hand-written histories and on real serializable
+//! reads from a node cut off from its cluster.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use berth::proto::containerd::services::containers::v1 as pb;
+use common::history::{self, History, Op, Outcome, build};
+use common::{TestCluster, bounded, containers_client, create_on, in_ns};
+use rand::Rng;
+use tonic::Code;
+use tonic::transport::{Channel, Endpoint};
+
+/// The registers: one label of each of these containers.
+const KEYS: &[&str] = &["r0", "r1", "r2"];
+const NAMESPACE: &str = "lin";
+const LABEL: &str = "v";
+/// A client gives up waiting for an answer after this long (a paused node
+/// never answers); the write is then indeterminate.
+const OP_TIMEOUT: Duration = Duration::from_secs(4);
+
+fn lazy_channel(addr: &str) -> Channel {
+    Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_timeout(Duration::from_millis(300))
+        .connect_lazy()
+}
+
+/// Sets `key`'s register to `value`.
+async fn write(channel: Channel, key: &str, value: &str) -> Result<(), tonic::Status> {
+    let mut container = pb::Container {
+        id: key.into(),
+        ..Default::default()
+    };
+    container.labels.insert(LABEL.into(), value.into());
+    let request = in_ns(
+        NAMESPACE,
+        pb::UpdateContainerRequest {
+            container: Some(container),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec![format!("labels.{LABEL}")],
+            }),
+        },
+    );
+    containers_client(channel).update(request).await.map(|_| ())
+}
+
+/// Reads `key`'s register, linearizably unless `serializable`.
+async fn read(
+    channel: Channel,
+    key: &str,
+    serializable: bool,
+) -> Result<Option<String>, tonic::Status> {
+    let mut request = in_ns(NAMESPACE, pb::GetContainerRequest { id: key.into() });
+    if serializable {
+        request
+            .metadata_mut()
+            .insert("berth-consistency", "serializable".parse().unwrap());
+    }
+    let container = containers_client(channel)
+        .get(request)
+        .await?
+        .into_inner()
+        .container;
+    Ok(container.and_then(|c| c.labels.get(LABEL).cloned()))
+}
+
+/// Whether a failed write certainly never reached a node: the connection
+/// itself could not be made.
+fn never_sent(status: &tonic::Status) -> bool {
+    status.code() == Code::Unavailable && format!("{status:?}").contains("tcp connect error")
+}
+
+/// Runs one operation against `addr` and records it.
+async fn run_op(
+    history: &History,
+    client: usize,
+    addr: &str,
+    key: &str,
+    value: Option<String>,
+    serializable: bool,
+) {
+    let channel = lazy_channel(addr);
+    let invoked = history.now();
+    let answer = match &value {
+        Some(v) => tokio::time::timeout(OP_TIMEOUT, write(channel, key, v))
+            .await
+            .map(|r| r.map(|()| None)),
+        None => tokio::time::timeout(OP_TIMEOUT, read(channel, key, serializable))
+            .await
+            .map(|r| r.map(Some)),
+    };
+    let returned = history.now();
+    let outcome = match (answer, value.is_some()) {
+        (Ok(Ok(Some(seen))), false) => Outcome::Read(seen),
+        // A read that failed had no effect: leave it out.
+        (_, false) => return,
+        (Ok(Ok(_)), true) => Outcome::Written,
+        (Ok(Err(status)), true) if never_sent(&status) => return,
+        (Ok(Err(status)), true) => {
+            assert!(
+                matches!(
+                    status.code(),
+                    Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown
+                ),
+                "client {client}: a write failed for a reason other than a fault: {status:?}"
+            );
+            Outcome::Indeterminate
+        }
+        (Err(_elapsed), true) => Outcome::Indeterminate,
+    };
+    history.record(Op {
+        client,
+        key: key.to_string(),
+        value,
+        outcome,
+        invoked,
+        returned,
+    });
+}
+
+/// A client bound to one node: random reads and writes of random keys
+/// until `stop`.
+fn spawn_client(
+    history: Arc<History>,
+    client: usize,
+    addr: String,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut seq = 0u64;
+        while !stop.load(Ordering::SeqCst) {
+            let (key, is_write) = {
+                let mut rng = rand::rng();
+                (KEYS[rng.random_range(0..KEYS.len())], rng.random_bool(0.5))
+            };
+            seq += 1;
+            let value = is_write.then(|| format!("c{client}-{seq}"));
+            let before = history.ops().len();
+            run_op(&history, client, &addr, key, value, false).await;
+            if history.ops().len() == before {
+                // Failed: do not spin against a dead node.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    })
+}
+
+/// Fails the test with the offending key's operations if `ops` has no
+/// linearization.
+fn assert_linearizable(ops: &[Op]) {
+    if let Err(violation) = history::check(ops) {
+        let listing: Vec<String> = violation.ops.iter().map(|op| format!("{op:?}")).collect();
+        panic!(
+            "the history of key {} is not linearizable:\n{}",
+            violation.key,
+            listing.join("\n")
+        );
+    }
+}
+
+#[tokio::test]
+async fn histories_under_crashes_and_pauses_are_linearizable() {
+    bounded(async {
+        let mut cluster = TestCluster::start(3, &["--snapshot-threshold", "200"]).await;
+        for key in KEYS {
+            create_on(&cluster.nodes[0], NAMESPACE, key).await.unwrap();
+        }
+        let history = Arc::new(History::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        // Two clients per node.
+        let clients: Vec<_> = (0..6)
+            .map(|client| {
+                let addr = cluster.nodes[client % 3].addr.clone();
+                spawn_client(history.clone(), client, addr, stop.clone())
+            })
+            .collect();
+
+        let pause = |d: u64| tokio::time::sleep(Duration::from_millis(d));
+        pause(1500).await;
+        // A crashed leader, restarted with its data.
+        let leader = cluster.wait_for_leader(&[]).await;
+        cluster.node(leader).kill();
+        pause(2000).await;
+        cluster.node(leader).spawn();
+        cluster.node(leader).wait_ready().await;
+        pause(1500).await;
+        // A leader paused past the election timeout: it comes back still
+        // believing it leads, and must not answer from its stale view.
+        let leader = cluster.wait_for_leader(&[]).await;
+        cluster.node(leader).signal(libc::SIGSTOP);
+        pause(2500).await;
+        cluster.node(leader).signal(libc::SIGCONT);
+        pause(1500).await;
+        // A paused follower, which resumes behind.
+        let leader = cluster.wait_for_leader(&[]).await;
+        let follower = cluster.nodes.iter().find(|n| n.id != leader).unwrap().id;
+        cluster.node(follower).signal(libc::SIGSTOP);
+        pause(1500).await;
+        cluster.node(follower).signal(libc::SIGCONT);
+        pause(1500).await;
+
+        stop.store(true, Ordering::SeqCst);
+        for client in clients {
+            client.await.unwrap();
+        }
+        // Final reads of every key on every node join the history: the
+        // replicas must agree with each other and with what came before.
+        cluster.wait_for_leader(&[]).await;
+        for node in &cluster.nodes {
+            for key in KEYS {
+                run_op(
+                    &history,
+                    100 + node.id as usize,
+                    &node.addr,
+                    key,
+                    None,
+                    false,
+                )
+                .await;
+            }
+        }
+        let ops = history.ops();
+        let count = |f: fn(&Outcome) -> bool| ops.iter().filter(|op| f(&op.outcome)).count();
+        let (acked, unknown, reads) = (
+            count(|o| *o == Outcome::Written),
+            count(|o| *o == Outcome::Indeterminate),
+            count(|o| matches!(o, Outcome::Read(_))),
+        );
+        eprintln!("history: {acked} acknowledged writes, {unknown} indeterminate, {reads} reads");
+        assert!(acked >= 30 && reads >= 30, "too little happened to check");
+        let final_reads = ops.iter().filter(|op| op.client >= 100).count();
+        assert_eq!(final_reads, 3 * KEYS.len(), "a final read failed");
+        let started = std::time::Instant::now();
+        assert_linearizable(&ops);
+        eprintln!("checked in {:?}", started.elapsed());
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_checker_catches_serializable_reads_from_a_node_cut_off() {
+    bounded(async {
+        let mut cluster = TestCluster::start(3, &[]).await;
+        let key = KEYS[0];
+        create_on(&cluster.nodes[0], NAMESPACE, key).await.unwrap();
+        let leader = cluster.wait_for_leader(&[]).await;
+        let behind = cluster.nodes.iter().find(|n| n.id != leader).unwrap().id;
+        let other = cluster
+            .nodes
+            .iter()
+            .find(|n| n.id != leader && n.id != behind)
+            .unwrap()
+            .id;
+        let history = History::default();
+        let addr = |cluster: &mut TestCluster, id| cluster.node(id).addr.clone();
+
+        // The first value reaches every node.
+        let leader_addr = addr(&mut cluster, leader);
+        run_op(&history, 0, &leader_addr, key, Some("old".into()), false).await;
+        let behind_addr = addr(&mut cluster, behind);
+        run_op(&history, 1, &behind_addr, key, None, false).await;
+        // `behind` misses the second; then it is left alone with its stale state.
+        cluster.node(behind).signal(libc::SIGSTOP);
+        run_op(&history, 0, &leader_addr, key, Some("new".into()), false).await;
+        cluster.node(leader).signal(libc::SIGSTOP);
+        cluster.node(other).signal(libc::SIGSTOP);
+        cluster.node(behind).signal(libc::SIGCONT);
+
+        // Linearizable reads there refuse to answer ...
+        let refused = read(lazy_channel(&behind_addr), key, false)
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+        // ... serializable ones answer from the stale state ...
+        run_op(&history, 1, &behind_addr, key, None, true).await;
+        let ops = history.ops();
+        let outcomes: Vec<&Outcome> = ops.iter().map(|op| &op.outcome).collect();
+        assert_eq!(
+            outcomes,
+            [
+                &Outcome::Written,
+                &Outcome::Read(Some("old".into())),
+                &Outcome::Written,
+                &Outcome::Read(Some("old".into())),
+            ]
+        );
+        // ... and the checker says so.
+        let violation = history::check(&ops).expect_err("a stale read passed the checker");
+        assert_eq!(violation.key, key);
+        cluster.node(leader).signal(libc::SIGCONT);
+        cluster.node(other).signal(libc::SIGCONT);
+    })
+    .await
+}
+
+#[test]
+fn the_checker_accepts_and_refuses_what_it_should() {
+    use build::{lost_write, read, write};
+    let verdict = |ops: Vec<Op>| history::check(&ops).is_ok();
+
+    // Sequential: a read sees the last completed write.
+    assert!(verdict(vec![
+        write(0, "a", 0, 10),
+        read(1, Some("a"), 20, 30)
+    ]));
+    // Nothing written yet: the label is absent.
+    assert!(verdict(vec![read(1, None, 0, 5), write(0, "a", 10, 20)]));
+    // A read after a completed write that returns the older value is stale.
+    assert!(!verdict(vec![
+        write(0, "a", 0, 10),
+        write(0, "b", 20, 30),
+        read(1, Some("a"), 40, 50),
+    ]));
+    // Overlapping the second write, either value is fine.
+    for seen in ["a", "b"] {
+        assert!(verdict(vec![
+            write(0, "a", 0, 10),
+            write(0, "b", 20, 60),
+            read(1, Some(seen), 40, 50),
+        ]));
+    }
+    // Once a read saw the new value, a later read may not see the old one.
+    assert!(!verdict(vec![
+        write(0, "a", 0, 10),
+        write(0, "b", 20, 100),
+        read(1, Some("b"), 30, 40),
+        read(2, Some("a"), 50, 60),
+    ]));
+    // A value nobody wrote.
+    assert!(!verdict(vec![
+        write(0, "a", 0, 10),
+        read(1, Some("x"), 20, 30)
+    ]));
+    // A read may not see a write invoked after it returned.
+    assert!(!verdict(vec![
+        read(1, Some("a"), 0, 10),
+        write(0, "a", 20, 30)
+    ]));
+    // An indeterminate write may take effect late, or never.
+    assert!(verdict(vec![
+        write(0, "a", 0, 10),
+        lost_write(0, "b", 20),
+        read(1, Some("a"), 40, 50),
+        read(1, Some("b"), 60, 70),
+    ]));
+    assert!(verdict(vec![
+        write(0, "a", 0, 10),
+        lost_write(0, "b", 20),
+        read(1, Some("a"), 60, 70),
+    ]));
+    // But not before it was sent, and not undone once seen.
+    assert!(!verdict(vec![
+        read(1, Some("b"), 0, 10),
+        lost_write(0, "b", 20),
+    ]));
+    assert!(!verdict(vec![
+        write(0, "a", 0, 10),
+        lost_write(0, "b", 20),
+        read(1, Some("b"), 30, 40),
+        read(1, Some("a"), 50, 60),
+    ]));
+    // Keys are independent: a stale read on one is found among others.
+    let mut ops = vec![write(0, "a", 0, 10), read(1, Some("a"), 20, 30)];
+    let mut stale = vec![
+        write(0, "a", 0, 10),
+        write(0, "b", 20, 30),
+        read(1, Some("a"), 40, 50),
+    ];
+    for op in &mut stale {
+        op.key = "other".into();
+    }
+    ops.extend(stale);
+    assert_eq!(history::check(&ops).unwrap_err().key, "other");
+}
+
+#[test]
+fn the_checker_handles_long_concurrent_histories_quickly() {
+    // Six clients with overlapping operations on one key, 3,000 operations,
+    // a third of the writes indeterminate and never seen.
+    use build::{lost_write, read, write};
+    let mut ops = Vec::new();
+    let mut current = String::new();
+    let mut t = 0u64;
+    for i in 0..3000u64 {
+        let client = (i % 6) as usize;
+        t += 7;
+        match i % 3 {
+            0 => {
+                current = format!("v{i}");
+                ops.push(write(client, &current, t, t + 15));
+            }
+            1 if i % 9 == 1 => ops.push(lost_write(client, &format!("lost{i}"), t)),
+            _ => ops.push(read(
+                client,
+                Some(current.as_str()).filter(|c| !c.is_empty()),
+                t + 16,
+                t + 30,
+            )),
+        }
+    }
+    let started = std::time::Instant::now();
+    assert!(history::check(&ops).is_ok());
+    eprintln!(
+        "checked {} operations in {:?}",
+        ops.len(),
+        started.elapsed()
+    );
+}
