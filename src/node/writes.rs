@@ -57,6 +57,15 @@ impl WriteRouter {
         // Indexes of the commands still to place, in batch order.
         let mut pending: Vec<usize> = (0..batch.len()).collect();
         while !pending.is_empty() {
+            // A follower that knows its leader forwards at once: asking its
+            // own Raft first would only queue the batch behind the core's
+            // current log fsync to learn the same leader.
+            if let Some(leader) = self.other_leader() {
+                pending = self
+                    .hand_to_leader(Some(leader), &batch, pending, &mut results, deadline)
+                    .await;
+                continue;
+            }
             let proposal = Batch {
                 commands: pending.iter().map(|&i| batch[i].command.clone()).collect(),
             };
@@ -81,29 +90,10 @@ impl WriteRouter {
                     break;
                 }
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
-                    // Not appended here: trying elsewhere cannot duplicate it.
-                    let (forwardable, bound): (Vec<usize>, Vec<usize>) =
-                        pending.iter().partition(|&&i| batch[i].may_forward);
-                    for i in bound {
-                        results[i] = Some(Delivery::NotLeader);
-                    }
-                    pending = forwardable;
-                    if pending.is_empty() {
-                        break;
-                    }
                     let leader = forward.leader_id.filter(|l| *l != self.id);
-                    if let Some(leader) = leader {
-                        pending = self
-                            .forward(leader, &batch, pending, &mut results, deadline)
-                            .await;
-                    }
-                    if !pending.is_empty() {
-                        if Instant::now() >= deadline {
-                            fail_all(&mut results, &pending, self.timed_out());
-                            break;
-                        }
-                        self.wait_for_leader_change(leader, deadline).await;
-                    }
+                    pending = self
+                        .hand_to_leader(leader, &batch, pending, &mut results, deadline)
+                        .await;
                 }
                 Err(refused) => {
                     let error = match refused {
@@ -127,6 +117,51 @@ impl WriteRouter {
                 })
             })
             .collect()
+    }
+
+    /// The leader this node knows of, when it is another node.
+    fn other_leader(&self) -> Option<NodeId> {
+        self.raft
+            .metrics()
+            .borrow()
+            .current_leader
+            .filter(|leader| *leader != self.id)
+    }
+
+    /// Deals with `pending` commands this node did not append (it does not
+    /// lead, so trying elsewhere cannot duplicate them): those that came
+    /// forwarded are answered `NotLeader`, the rest go to `leader` if known.
+    /// Returns those still to place, after waiting (a bounded time) for the
+    /// leadership to change; none once the deadline has passed.
+    async fn hand_to_leader(
+        &self,
+        leader: Option<NodeId>,
+        batch: &[Routed],
+        pending: Vec<usize>,
+        results: &mut [Option<Delivery>],
+        deadline: Instant,
+    ) -> Vec<usize> {
+        let (mut pending, bound): (Vec<usize>, Vec<usize>) =
+            pending.iter().partition(|&&i| batch[i].may_forward);
+        for i in bound {
+            results[i] = Some(Delivery::NotLeader);
+        }
+        if pending.is_empty() {
+            return pending;
+        }
+        if let Some(leader) = leader {
+            pending = self
+                .forward(leader, batch, pending, results, deadline)
+                .await;
+        }
+        if !pending.is_empty() {
+            if Instant::now() >= deadline {
+                fail_all(results, &pending, self.timed_out());
+                return Vec::new();
+            }
+            self.wait_for_leader_change(leader, deadline).await;
+        }
+        pending
     }
 
     /// Sends the `pending` commands of `batch` to the leader, records what
