@@ -1,6 +1,6 @@
 //! Linearizability of a history recorded by concurrent clients on every
-//! node while nodes are killed and restarted and leaders and followers are
-//! paused past the election timeout; the checker itself is shown to catch
+//! node while leaders crash (and come back at once, or after an election)
+//! and leaders and followers are paused past the election timeout; the checker itself is shown to catch
 //! stale reads, both on hand-written histories and on real serializable
 //! reads from a node cut off from its cluster.
 
@@ -153,13 +153,22 @@ fn spawn_client(
 }
 
 /// Fails the test with the offending key's operations if `ops` has no
-/// linearization.
-fn assert_linearizable(ops: &[Op]) {
+/// linearization, keeping the nodes' logs (the cluster's directory goes
+/// away with the test).
+fn assert_linearizable(ops: &[Op], cluster: &TestCluster) {
     if let Err(violation) = history::check(ops) {
+        let kept =
+            std::env::temp_dir().join(format!("berth-linearizability-{}", std::process::id()));
+        std::fs::create_dir_all(&kept).unwrap();
+        for node in &cluster.nodes {
+            let log = node.data_dir.with_extension("log");
+            let _ = std::fs::copy(&log, kept.join(log.file_name().unwrap()));
+        }
         let listing: Vec<String> = violation.ops.iter().map(|op| format!("{op:?}")).collect();
         panic!(
-            "the history of key {} is not linearizable:\n{}",
+            "the history of key {} is not linearizable (node logs kept in {}):\n{}",
             violation.key,
+            kept.display(),
             listing.join("\n")
         );
     }
@@ -184,10 +193,18 @@ async fn histories_under_crashes_and_pauses_are_linearizable() {
 
         let pause = |d: u64| tokio::time::sleep(Duration::from_millis(d));
         pause(1500).await;
-        // A crashed leader, restarted with its data.
+        // A leader that crashes and is back at once, before the others
+        // could elect anyone: they still follow it.
         let leader = cluster.wait_for_leader(&[]).await;
         cluster.node(leader).kill();
-        pause(2000).await;
+        pause(200).await;
+        cluster.node(leader).spawn();
+        cluster.node(leader).wait_ready().await;
+        pause(1500).await;
+        // A crashed leader that stays down long enough for an election.
+        let leader = cluster.wait_for_leader(&[]).await;
+        cluster.node(leader).kill();
+        pause(3000).await;
         cluster.node(leader).spawn();
         cluster.node(leader).wait_ready().await;
         pause(1500).await;
@@ -238,7 +255,7 @@ async fn histories_under_crashes_and_pauses_are_linearizable() {
         let final_reads = ops.iter().filter(|op| op.client >= 100).count();
         assert_eq!(final_reads, 3 * KEYS.len(), "a final read failed");
         let started = std::time::Instant::now();
-        assert_linearizable(&ops);
+        assert_linearizable(&ops, &cluster);
         eprintln!("checked in {:?}", started.elapsed());
     })
     .await

@@ -88,3 +88,33 @@ async fn the_apply_position_survives_a_restart_so_nothing_is_applied_twice() {
     let ids: Vec<String> = sm.store().containers("ns").map(|c| c.unwrap().id).collect();
     assert_eq!(ids, ["c1", "c2", "c3", "c4", "c5", "c6", "c7"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_won_election_of_this_node_is_forgotten_at_restart() {
+    use berth::raft::Vote;
+    use openraft::storage::RaftLogStorage;
+
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        // (saved vote, what this node (id 1) finds after forgetting)
+        (Vote::new_committed(4, 1), Vote::new(4, 1)),
+        (Vote::new_committed(4, 2), Vote::new_committed(4, 2)),
+        (Vote::new(5, 1), Vote::new(5, 1)),
+        (Vote::new(6, 3), Vote::new(6, 3)),
+    ];
+    let open_log = || {
+        LogStore::new(Arc::new(
+            Wal::open(dir.path(), WalOptions::default()).unwrap(),
+        ))
+    };
+    for (saved, expected) in cases {
+        let mut log = open_log();
+        log.save_vote(&saved).await.unwrap();
+        let forgot = log.forget_leadership(1).unwrap();
+        assert_eq!(forgot, (saved != expected).then_some(saved), "{saved}");
+        drop(log);
+        // Durably: a reopened log reads the demoted vote.
+        let mut log = open_log();
+        assert_eq!(log.read_vote().await.unwrap(), Some(expected), "{saved}");
+    }
+}

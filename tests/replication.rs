@@ -92,6 +92,45 @@ async fn a_fresh_cluster_elects_once_and_forms_without_its_first_member() {
 }
 
 #[tokio::test]
+async fn a_restarted_leader_campaigns_for_a_new_term_instead_of_resuming_its_old_one() {
+    bounded(async {
+        // Long election timeouts: the followers do not elect anyone while
+        // the leader is down, so it comes back to a cluster that still
+        // follows it. openraft 0.9 would let it resume its old term at once,
+        // without a blank entry of its own, serving reads at a commit index
+        // that may lack what it acknowledged before the crash.
+        let mut cluster = TestCluster::start(3, &["--election-timeout-ms", "3000"]).await;
+        let leader = cluster.wait_for_leader(&[]).await;
+        create_on(cluster.node(leader), "restart-leader", "before")
+            .await
+            .unwrap();
+        let old_term = terms_and_leaders(&cluster)
+            .await
+            .into_iter()
+            .find(|(id, _, _)| *id == leader)
+            .unwrap()
+            .1;
+        cluster.node(leader).kill();
+        cluster.node(leader).spawn();
+        cluster.node(leader).wait_ready().await;
+        let new_leader = cluster.wait_for_leader(&[]).await;
+        let seen = terms_and_leaders(&cluster).await;
+        let (_, term, _) = seen.iter().find(|(id, _, _)| *id == new_leader).unwrap();
+        assert!(
+            *term > old_term,
+            "node {new_leader} leads in term {term}, the term node {leader} led before its restart ({old_term}): {seen:?}"
+        );
+        for node in &cluster.nodes {
+            assert_eq!(
+                list_ids(node, "restart-leader", false).await.unwrap(),
+                ["before"]
+            );
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_write_to_a_follower_is_readable_from_every_node() {
     bounded(async {
         let cluster = TestCluster::start(3, &[]).await;

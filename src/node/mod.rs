@@ -170,11 +170,18 @@ impl Node {
                 .map_err(|e| Error::Internal(format!("opening the raft log: {e}")))?,
         );
         let peers = Peers::new(config.id);
+        let log_store = LogStore::new(wal);
+        if let Some(vote) = log_store
+            .forget_leadership(config.id)
+            .map_err(|e| Error::Internal(format!("reading the saved vote: {e}")))?
+        {
+            tracing::info!(%vote, "this node led before it stopped; it will campaign for a new term");
+        }
         let raft = Raft::new(
             config.id,
             Arc::new(config.raft.openraft_config()?),
             NetworkFactory::new(peers.clone()),
-            LogStore::new(wal),
+            log_store,
             state_machine,
         )
         .await

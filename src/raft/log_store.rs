@@ -37,6 +37,33 @@ impl LogStore {
         LogStore { wal }
     }
 
+    /// Forgets that this node won its last election, before Raft starts, so
+    /// that a restarted leader campaigns for a new term instead of resuming
+    /// the old one. Returns the vote it demoted, if any.
+    ///
+    /// openraft 0.9 restarts a node whose saved vote is committed for itself
+    /// straight into leadership of that term, with no new blank entry and a
+    /// commit index only as far as its state machine had applied; its read
+    /// index is then the larger of that and the term's first entry. Entries
+    /// it committed, and writes it acknowledged, shortly before the crash
+    /// can lie above both (the store's last applies are only in sled's
+    /// buffers until it flushes), so a linearizable read could miss them.
+    /// A leader elected anew commits a blank entry of its new term first,
+    /// and reads wait for it. Dropping the mark is safe: the vote keeps its
+    /// term and candidate, so this node still grants no other vote in that
+    /// term; it costs one election when a leader restarts.
+    pub fn forget_leadership(&self, id: u64) -> Result<Option<Vote>, StorageError> {
+        let Some(vote) = self.read_meta::<Vote>(VOTE, ErrorSubject::Vote)? else {
+            return Ok(None);
+        };
+        if !vote.is_committed() || vote.leader_id().voted_for() != Some(id) {
+            return Ok(None);
+        }
+        let demoted = Vote::new(vote.leader_id().term, id);
+        self.save_meta(VOTE, &demoted, ErrorSubject::Vote)?;
+        Ok(Some(vote))
+    }
+
     fn read_meta<T: serde::de::DeserializeOwned>(
         &self,
         name: &str,
