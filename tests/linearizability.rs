@@ -1,6 +1,7 @@
 //! Linearizability of a history recorded by concurrent clients on every
-//! node while leaders crash (and come back at once, or after an election)
-//! and leaders and followers are paused past the election timeout; the checker itself is shown to catch
+//! node while leaders crash (and come back at once, or after an election),
+//! a follower crashes, and leaders and followers are paused past the
+//! election timeout; the checker itself is shown to catch
 //! stale reads, both on hand-written histories and on real serializable
 //! reads from a node cut off from its cluster.
 
@@ -221,6 +222,14 @@ async fn histories_under_crashes_and_pauses_are_linearizable() {
         cluster.node(follower).signal(libc::SIGSTOP);
         pause(1500).await;
         cluster.node(follower).signal(libc::SIGCONT);
+        pause(1500).await;
+        // A crashed follower, back at once: its store may have lost its
+        // last applies, which it must replay before answering.
+        let leader = cluster.wait_for_leader(&[]).await;
+        let follower = cluster.nodes.iter().find(|n| n.id != leader).unwrap().id;
+        cluster.node(follower).kill();
+        cluster.node(follower).spawn();
+        cluster.node(follower).wait_ready().await;
         pause(1500).await;
 
         stop.store(true, Ordering::SeqCst);
