@@ -57,6 +57,10 @@ impl WriteRouter {
         // Indexes of the commands still to place, in batch order.
         let mut pending: Vec<usize> = (0..batch.len()).collect();
         while !pending.is_empty() {
+            if Instant::now() >= deadline {
+                fail_all(&mut results, &pending, self.timed_out());
+                break;
+            }
             // A follower that knows its leader forwards at once: asking its
             // own Raft first would only queue the batch behind the core's
             // current log fsync to learn the same leader.
@@ -247,7 +251,9 @@ pub async fn wait_for_leader(
                 return leader;
             }
             if metrics.changed().await.is_err() {
-                return None;
+                // Raft has stopped: nothing will change; wait out the
+                // bound rather than let callers retry in a tight loop.
+                std::future::pending::<()>().await;
             }
         }
     };

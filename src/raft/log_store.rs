@@ -52,6 +52,9 @@ impl LogStore {
     /// and reads wait for it. Dropping the mark is safe: the vote keeps its
     /// term and candidate, so this node still grants no other vote in that
     /// term; it costs one election when a leader restarts.
+    ///
+    /// Blocking (a durable metadata write); needs a multi-threaded Tokio
+    /// runtime when called from async code.
     pub fn forget_leadership(&self, id: u64) -> Result<Option<Vote>, StorageError> {
         let Some(vote) = self.read_meta::<Vote>(VOTE, ErrorSubject::Vote)? else {
             return Ok(None);

@@ -111,7 +111,7 @@ pub fn check(ops: &[Op]) -> Result<(), Violation> {
             && op
                 .value
                 .as_deref()
-                .is_none_or(|value| !observed.contains(&(op.key.as_str(), value)));
+                .is_some_and(|value| !observed.contains(&(op.key.as_str(), value)));
         if !unseen_lost_write {
             by_key.entry(&op.key).or_default().push(op.clone());
         }
