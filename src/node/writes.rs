@@ -11,6 +11,7 @@
 
 use std::time::Duration;
 
+use openraft::ServerState;
 use openraft::error::{ClientWriteError, RaftError};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -61,15 +62,19 @@ impl WriteRouter {
                 fail_all(&mut results, &pending, self.timed_out());
                 break;
             }
-            // A follower that knows its leader forwards at once: asking its
-            // own Raft first would only queue the batch behind the core's
-            // current log fsync to learn the same leader.
-            if let Some(leader) = self.other_leader() {
-                pending = self
-                    .hand_to_leader(Some(leader), &batch, pending, &mut results, deadline)
-                    .await;
-                continue;
-            }
+            // Only a node that leads proposes. A follower that knows its
+            // leader forwards at once (asking its own Raft would only queue
+            // the batch behind the core's current log fsync to learn the
+            // same leader); one that knows none waits for an election.
+            let cut_may_survive = match self.role() {
+                Role::Leading { cut_may_survive } => cut_may_survive,
+                Role::Following(leader) => {
+                    pending = self
+                        .hand_to_leader(leader, &batch, pending, &mut results, deadline)
+                        .await;
+                    continue;
+                }
+            };
             let proposal = Batch {
                 commands: pending.iter().map(|&i| batch[i].command.clone()).collect(),
             };
@@ -91,6 +96,14 @@ impl WriteRouter {
                         }
                         Err(e) => fail_all(&mut results, &pending, e),
                     }
+                    break;
+                }
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))
+                    if cut_may_survive =>
+                {
+                    fail_all(&mut results, &pending, Error::Unavailable(
+                        "leadership moved while this write was in flight; it may or may not have been applied".into(),
+                    ));
                     break;
                 }
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
@@ -123,13 +136,21 @@ impl WriteRouter {
             .collect()
     }
 
-    /// The leader this node knows of, when it is another node.
-    fn other_leader(&self) -> Option<NodeId> {
-        self.raft
-            .metrics()
-            .borrow()
-            .current_leader
-            .filter(|leader| *leader != self.id)
+    /// Whether this node leads, from openraft's metrics (which may lag the
+    /// core by a moment: a write then meets `ForwardToLeader`).
+    fn role(&self) -> Role {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        if m.state != ServerState::Leader {
+            return Role::Following(m.current_leader.filter(|leader| *leader != self.id));
+        }
+        let membership = m.membership_config.membership();
+        Role::Leading {
+            cut_may_survive: cut_entries_may_survive(
+                membership.voter_ids().count(),
+                membership.get_joint_config().len() > 1,
+            ),
+        }
     }
 
     /// Deals with `pending` commands this node did not append (it does not
@@ -235,6 +256,27 @@ impl WriteRouter {
     }
 }
 
+/// This node's part in placing a write.
+enum Role {
+    /// It leads; see [`cut_entries_may_survive`].
+    Leading { cut_may_survive: bool },
+    /// It follows the leader it knows of, if any.
+    Following(Option<NodeId>),
+}
+
+/// Whether an entry that a leader appended and then had cut from its log by
+/// a new leader may still be on other nodes and be committed later.
+/// openraft 0.9 answers such a write `ForwardToLeader`, exactly as it
+/// answers one it never appended, so a retry elsewhere is safe only if the
+/// cut copy can never come back: with at most three voters (and no joint
+/// configuration) it cannot, because an entry that reached a second node is
+/// on a majority, which every later leader's log includes, so it is never
+/// cut; and one that only the old leader had is gone once cut. With more
+/// voters, a minority holding it can still elect one of its own later.
+fn cut_entries_may_survive(voters: usize, joint: bool) -> bool {
+    joint || voters > 3
+}
+
 /// Waits until `until` for this node to know a leader other than `current`
 /// (an election in progress, or a node that has just started). Returns the
 /// leader, if one became known in time.
@@ -287,5 +329,22 @@ fn response_outcomes(response: Response, expected: usize) -> Result<Vec<Outcome>
         Response::Nothing => Err(Error::Internal(
             "a batch's entry produced no outcomes".into(),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cut_entries_may_survive;
+
+    #[test]
+    fn retrying_a_cut_write_is_safe_only_with_at_most_three_voters() {
+        for voters in 1..=3 {
+            assert!(!cut_entries_may_survive(voters, false), "{voters} voters");
+        }
+        for voters in 4..=7 {
+            assert!(cut_entries_may_survive(voters, false), "{voters} voters");
+        }
+        // A joint configuration (a membership change) is never assumed safe.
+        assert!(cut_entries_may_survive(3, true));
     }
 }
