@@ -196,99 +196,115 @@ fn assert_linearizable(ops: &[Op], cluster: &TestCluster) {
     }
 }
 
+/// The cluster tests take turns: each loads both CPUs of the CI machine.
+static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test]
 async fn histories_under_crashes_and_pauses_are_linearizable() {
-    bounded(async {
-        let mut cluster = TestCluster::start(3, &["--snapshot-threshold", "200"]).await;
+    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
+    bounded(nemesis_history(3)).await
+}
+
+/// With five voters, a write caught by a leader change is not retried (a
+/// copy cut from the old leader's log may survive on a minority): those
+/// come back as outcome unknown.
+#[tokio::test]
+async fn five_node_histories_under_crashes_and_pauses_are_linearizable() {
+    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
+    bounded(nemesis_history(5)).await
+}
+
+/// Runs clients (two per node) against an `n`-node cluster through the
+/// nemesis schedule, then checks the history.
+async fn nemesis_history(n: u64) {
+    let mut cluster = TestCluster::start(n, &["--snapshot-threshold", "200"]).await;
+    for key in KEYS {
+        create_on(&cluster.nodes[0], NAMESPACE, key).await.unwrap();
+    }
+    let history = Arc::new(History::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let nodes = cluster.nodes.len();
+    let clients: Vec<_> = (0..2 * nodes)
+        .map(|client| {
+            let addr = cluster.nodes[client % nodes].addr.clone();
+            spawn_client(history.clone(), client, addr, stop.clone())
+        })
+        .collect();
+
+    let pause = |d: u64| tokio::time::sleep(Duration::from_millis(d));
+    pause(1500).await;
+    // A leader that crashes and is back at once, before the others
+    // could elect anyone: they still follow it.
+    let leader = cluster.wait_for_leader(&[]).await;
+    cluster.node(leader).kill();
+    pause(200).await;
+    cluster.node(leader).spawn();
+    cluster.node(leader).wait_ready().await;
+    pause(1500).await;
+    // A crashed leader that stays down long enough for an election.
+    let leader = cluster.wait_for_leader(&[]).await;
+    cluster.node(leader).kill();
+    pause(3000).await;
+    cluster.node(leader).spawn();
+    cluster.node(leader).wait_ready().await;
+    pause(1500).await;
+    // A leader paused past the election timeout: it comes back still
+    // believing it leads, and must not answer from its stale view.
+    let leader = cluster.wait_for_leader(&[]).await;
+    cluster.node(leader).signal(libc::SIGSTOP);
+    pause(2500).await;
+    cluster.node(leader).signal(libc::SIGCONT);
+    pause(1500).await;
+    // A paused follower, which resumes behind.
+    let leader = cluster.wait_for_leader(&[]).await;
+    let follower = cluster.nodes.iter().find(|n| n.id != leader).unwrap().id;
+    cluster.node(follower).signal(libc::SIGSTOP);
+    pause(1500).await;
+    cluster.node(follower).signal(libc::SIGCONT);
+    pause(1500).await;
+    // A crashed follower, back at once: its store may have lost its
+    // last applies, which it must replay before answering.
+    let leader = cluster.wait_for_leader(&[]).await;
+    let follower = cluster.nodes.iter().find(|n| n.id != leader).unwrap().id;
+    cluster.node(follower).kill();
+    cluster.node(follower).spawn();
+    cluster.node(follower).wait_ready().await;
+    pause(1500).await;
+
+    stop.store(true, Ordering::SeqCst);
+    for client in clients {
+        client.await.unwrap();
+    }
+    // Final reads of every key on every node join the history: the
+    // replicas must agree with each other and with what came before.
+    cluster.wait_for_leader(&[]).await;
+    for node in &cluster.nodes {
         for key in KEYS {
-            create_on(&cluster.nodes[0], NAMESPACE, key).await.unwrap();
+            run_op(
+                &history,
+                100 + node.id as usize,
+                &node.addr,
+                key,
+                None,
+                false,
+            )
+            .await;
         }
-        let history = Arc::new(History::default());
-        let stop = Arc::new(AtomicBool::new(false));
-        // Two clients per node.
-        let clients: Vec<_> = (0..6)
-            .map(|client| {
-                let addr = cluster.nodes[client % 3].addr.clone();
-                spawn_client(history.clone(), client, addr, stop.clone())
-            })
-            .collect();
-
-        let pause = |d: u64| tokio::time::sleep(Duration::from_millis(d));
-        pause(1500).await;
-        // A leader that crashes and is back at once, before the others
-        // could elect anyone: they still follow it.
-        let leader = cluster.wait_for_leader(&[]).await;
-        cluster.node(leader).kill();
-        pause(200).await;
-        cluster.node(leader).spawn();
-        cluster.node(leader).wait_ready().await;
-        pause(1500).await;
-        // A crashed leader that stays down long enough for an election.
-        let leader = cluster.wait_for_leader(&[]).await;
-        cluster.node(leader).kill();
-        pause(3000).await;
-        cluster.node(leader).spawn();
-        cluster.node(leader).wait_ready().await;
-        pause(1500).await;
-        // A leader paused past the election timeout: it comes back still
-        // believing it leads, and must not answer from its stale view.
-        let leader = cluster.wait_for_leader(&[]).await;
-        cluster.node(leader).signal(libc::SIGSTOP);
-        pause(2500).await;
-        cluster.node(leader).signal(libc::SIGCONT);
-        pause(1500).await;
-        // A paused follower, which resumes behind.
-        let leader = cluster.wait_for_leader(&[]).await;
-        let follower = cluster.nodes.iter().find(|n| n.id != leader).unwrap().id;
-        cluster.node(follower).signal(libc::SIGSTOP);
-        pause(1500).await;
-        cluster.node(follower).signal(libc::SIGCONT);
-        pause(1500).await;
-        // A crashed follower, back at once: its store may have lost its
-        // last applies, which it must replay before answering.
-        let leader = cluster.wait_for_leader(&[]).await;
-        let follower = cluster.nodes.iter().find(|n| n.id != leader).unwrap().id;
-        cluster.node(follower).kill();
-        cluster.node(follower).spawn();
-        cluster.node(follower).wait_ready().await;
-        pause(1500).await;
-
-        stop.store(true, Ordering::SeqCst);
-        for client in clients {
-            client.await.unwrap();
-        }
-        // Final reads of every key on every node join the history: the
-        // replicas must agree with each other and with what came before.
-        cluster.wait_for_leader(&[]).await;
-        for node in &cluster.nodes {
-            for key in KEYS {
-                run_op(
-                    &history,
-                    100 + node.id as usize,
-                    &node.addr,
-                    key,
-                    None,
-                    false,
-                )
-                .await;
-            }
-        }
-        let ops = history.ops();
-        let count = |f: fn(&Outcome) -> bool| ops.iter().filter(|op| f(&op.outcome)).count();
-        let (acked, unknown, reads) = (
-            count(|o| *o == Outcome::Written),
-            count(|o| *o == Outcome::Indeterminate),
-            count(|o| matches!(o, Outcome::Read(_))),
-        );
-        eprintln!("history: {acked} acknowledged writes, {unknown} indeterminate, {reads} reads");
-        assert!(acked >= 30 && reads >= 30, "too little happened to check");
-        let final_reads = ops.iter().filter(|op| op.client >= 100).count();
-        assert_eq!(final_reads, 3 * KEYS.len(), "a final read failed");
-        let started = std::time::Instant::now();
-        assert_linearizable(&ops, &cluster);
-        eprintln!("checked in {:?}", started.elapsed());
-    })
-    .await
+    }
+    let ops = history.ops();
+    let count = |f: fn(&Outcome) -> bool| ops.iter().filter(|op| f(&op.outcome)).count();
+    let (acked, unknown, reads) = (
+        count(|o| *o == Outcome::Written),
+        count(|o| *o == Outcome::Indeterminate),
+        count(|o| matches!(o, Outcome::Read(_))),
+    );
+    eprintln!("history: {acked} acknowledged writes, {unknown} indeterminate, {reads} reads");
+    assert!(acked >= 30 && reads >= 30, "too little happened to check");
+    let final_reads = ops.iter().filter(|op| op.client >= 100).count();
+    assert_eq!(final_reads, nodes * KEYS.len(), "a final read failed");
+    let started = std::time::Instant::now();
+    assert_linearizable(&ops, &cluster);
+    eprintln!("checked in {:?}", started.elapsed());
 }
 
 #[tokio::test]
