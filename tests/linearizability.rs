@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use berth::proto::containerd::services::containers::v1 as pb;
+use berth::raft::network::never_sent;
 use common::history::{self, History, Op, Outcome, build};
 use common::{TestCluster, bounded, containers_client, create_on, in_ns};
 use rand::Rng;
@@ -70,12 +71,6 @@ async fn read(
         .into_inner()
         .container;
     Ok(container.and_then(|c| c.labels.get(LABEL).cloned()))
-}
-
-/// Whether a failed write certainly never reached a node: the connection
-/// itself could not be made.
-fn never_sent(status: &tonic::Status) -> bool {
-    status.code() == Code::Unavailable && format!("{status:?}").contains("tcp connect error")
 }
 
 /// Runs one operation against `addr` and records it; returns whether it
@@ -231,45 +226,35 @@ async fn nemesis_history(n: u64) {
         })
         .collect();
 
-    let pause = |d: u64| tokio::time::sleep(Duration::from_millis(d));
-    pause(1500).await;
+    let ms = Duration::from_millis;
+    let calm = || tokio::time::sleep(ms(1500));
+    calm().await;
     // A leader that crashes and is back at once, before the others
     // could elect anyone: they still follow it.
     let leader = cluster.wait_for_leader(&[]).await;
-    cluster.node(leader).kill();
-    pause(200).await;
-    cluster.node(leader).spawn();
-    cluster.node(leader).wait_ready().await;
-    pause(1500).await;
+    cluster.node(leader).crash_and_restart(ms(200)).await;
+    calm().await;
     // A crashed leader that stays down long enough for an election.
     let leader = cluster.wait_for_leader(&[]).await;
-    cluster.node(leader).kill();
-    pause(3000).await;
-    cluster.node(leader).spawn();
-    cluster.node(leader).wait_ready().await;
-    pause(1500).await;
+    cluster.node(leader).crash_and_restart(ms(3000)).await;
+    calm().await;
     // A leader paused past the election timeout: it comes back still
     // believing it leads, and must not answer from its stale view.
     let leader = cluster.wait_for_leader(&[]).await;
-    cluster.node(leader).signal(libc::SIGSTOP);
-    pause(2500).await;
-    cluster.node(leader).signal(libc::SIGCONT);
-    pause(1500).await;
+    cluster.node(leader).pause_for(ms(2500)).await;
+    calm().await;
     // A paused follower, which resumes behind.
-    let leader = cluster.wait_for_leader(&[]).await;
-    let follower = cluster.nodes.iter().find(|n| n.id != leader).unwrap().id;
-    cluster.node(follower).signal(libc::SIGSTOP);
-    pause(1500).await;
-    cluster.node(follower).signal(libc::SIGCONT);
-    pause(1500).await;
+    let follower = cluster.a_follower(cluster.wait_for_leader(&[]).await);
+    cluster.node(follower).pause_for(ms(1500)).await;
+    calm().await;
     // A crashed follower, back at once: its store may have lost its
     // last applies, which it must replay before answering.
-    let leader = cluster.wait_for_leader(&[]).await;
-    let follower = cluster.nodes.iter().find(|n| n.id != leader).unwrap().id;
-    cluster.node(follower).kill();
-    cluster.node(follower).spawn();
-    cluster.node(follower).wait_ready().await;
-    pause(1500).await;
+    let follower = cluster.a_follower(cluster.wait_for_leader(&[]).await);
+    cluster
+        .node(follower)
+        .crash_and_restart(Duration::ZERO)
+        .await;
+    calm().await;
 
     stop.store(true, Ordering::SeqCst);
     for client in clients {
@@ -314,7 +299,7 @@ async fn the_checker_catches_serializable_reads_from_a_node_cut_off() {
         let key = KEYS[0];
         create_on(&cluster.nodes[0], NAMESPACE, key).await.unwrap();
         let leader = cluster.wait_for_leader(&[]).await;
-        let behind = cluster.nodes.iter().find(|n| n.id != leader).unwrap().id;
+        let behind = cluster.a_follower(leader);
         let other = cluster
             .nodes
             .iter()

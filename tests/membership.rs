@@ -191,7 +191,7 @@ async fn removing_the_leader_elects_another_and_the_removed_node_refuses_clients
         create_on(cluster.node(leader), "m", "before")
             .await
             .unwrap();
-        let other = cluster.nodes.iter().find(|n| n.id != leader).unwrap().id;
+        let other = cluster.a_follower(leader);
         remove_node(cluster.node(other), leader, false)
             .await
             .unwrap();
@@ -210,9 +210,7 @@ async fn removing_the_leader_elects_another_and_the_removed_node_refuses_clients
             .unwrap_err();
         assert_eq!(status.code(), Code::FailedPrecondition);
         // It stays removed across a restart, and does not disturb the others.
-        cluster.node(leader).kill();
-        cluster.node(leader).spawn();
-        cluster.node(leader).wait_ready().await;
+        cluster.node(leader).crash_and_restart(Duration::ZERO).await;
         assert_eq!(
             list_ids(cluster.node(leader), "m", false)
                 .await

@@ -110,9 +110,7 @@ async fn a_restarted_leader_campaigns_for_a_new_term_instead_of_resuming_its_old
             .find(|(id, _, _)| *id == leader)
             .unwrap()
             .1;
-        cluster.node(leader).kill();
-        cluster.node(leader).spawn();
-        cluster.node(leader).wait_ready().await;
+        cluster.node(leader).crash_and_restart(Duration::ZERO).await;
         let new_leader = cluster.wait_for_leader(&[]).await;
         let seen = terms_and_leaders(&cluster).await;
         let (_, term, _) = seen.iter().find(|(id, _, _)| *id == new_leader).unwrap();
@@ -332,7 +330,7 @@ async fn a_follower_that_missed_a_snapshot_worth_of_log_catches_up_by_snapshot()
     bounded(async {
         let mut cluster = TestCluster::start(3, &["--snapshot-threshold", "40"]).await;
         let leader = cluster.wait_for_leader(&[]).await;
-        let lagging = cluster.nodes.iter().find(|n| n.id != leader).unwrap().id;
+        let lagging = cluster.a_follower(leader);
         cluster.node(lagging).kill();
         // Write well past the snapshot threshold so the leader purges its
         // log; eight writers at once, with deletes, so that snapshots are
@@ -379,7 +377,7 @@ async fn a_paused_follower_never_answers_stale_data() {
     bounded(async {
         let mut cluster = TestCluster::start(3, &[]).await;
         let leader = cluster.wait_for_leader(&[]).await;
-        let follower = cluster.nodes.iter().find(|n| n.id != leader).unwrap().id;
+        let follower = cluster.a_follower(leader);
         create_on(cluster.node(leader), "stale", "c").await.unwrap();
         // Make sure the follower has the old value applied before it is paused.
         assert_eq!(

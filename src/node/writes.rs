@@ -156,8 +156,8 @@ impl WriteRouter {
     /// Deals with `pending` commands this node did not append (it does not
     /// lead, so trying elsewhere cannot duplicate them): those that came
     /// forwarded are answered `NotLeader`, the rest go to `leader` if known.
-    /// Returns those still to place, after waiting (a bounded time) for the
-    /// leadership to change; none once the deadline has passed.
+    /// Returns those still to place, after waiting (a bounded time, never
+    /// past the deadline) for the leadership to change.
     async fn hand_to_leader(
         &self,
         leader: Option<NodeId>,
@@ -180,10 +180,6 @@ impl WriteRouter {
                 .await;
         }
         if !pending.is_empty() {
-            if Instant::now() >= deadline {
-                fail_all(results, &pending, self.timed_out());
-                return Vec::new();
-            }
             self.wait_for_leader_change(leader, deadline).await;
         }
         pending

@@ -166,7 +166,7 @@ impl Peers {
 
 /// Whether a failed call provably never reached the peer: the connection
 /// itself could not be made. Anything else may have been delivered.
-fn never_sent(status: &tonic::Status) -> bool {
+pub fn never_sent(status: &tonic::Status) -> bool {
     if status.code() != tonic::Code::Unavailable {
         return false;
     }

@@ -151,18 +151,6 @@ pub(crate) fn decode(buf: &[u8], max_payload: u64) -> Result<Decoded<'_>, FrameE
     })
 }
 
-/// After a bad frame at `bad_at`, looks for any later offset where a *valid*
-/// frame starts whose index could follow the bad one: in
-/// `[min_index, min_index + 1 + (distance from bad_at) / 16]` (at most one
-/// minimal frame per 16 bytes fits in between).
-///
-/// This is what separates a torn tail (garbage or zeros up to EOF: safe to cut,
-/// those bytes were never acknowledged) from corruption in the middle of the
-/// log (good, possibly acknowledged, records after a bad one: cutting would
-/// silently drop them). The index window makes a false positive on random
-/// bytes need a 2^-32 checksum collision on top of a plausible index, and
-/// keeps the scan cheap: the checksum is computed only for candidates.
-/// Returns the offset and index of the first such frame.
 /// Sector size for [`never_synced`]: the unit a disk writes atomically.
 const SECTOR: usize = 512;
 
@@ -199,6 +187,18 @@ pub(crate) fn never_synced(buf: &[u8], at: usize, max_payload: u64) -> bool {
     false
 }
 
+/// After a bad frame at `bad_at`, looks for any later offset where a *valid*
+/// frame starts whose index could follow the bad one: in
+/// `[min_index, min_index + 1 + (distance from bad_at) / 16]` (at most one
+/// minimal frame per 16 bytes fits in between).
+///
+/// This is what separates a torn tail (garbage or zeros up to EOF: safe to cut,
+/// those bytes were never acknowledged) from corruption in the middle of the
+/// log (good, possibly acknowledged, records after a bad one: cutting would
+/// silently drop them). The index window makes a false positive on random
+/// bytes need a 2^-32 checksum collision on top of a plausible index, and
+/// keeps the scan cheap: the checksum is computed only for candidates.
+/// Returns the offset and index of the first such frame.
 pub(crate) fn find_valid_after(
     buf: &[u8],
     bad_at: usize,

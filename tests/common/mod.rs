@@ -166,6 +166,22 @@ impl TestNode {
         }
     }
 
+    /// SIGKILLs the node, leaves it down for `down`, starts it again on
+    /// its data and waits until it answers.
+    pub async fn crash_and_restart(&mut self, down: Duration) {
+        self.kill();
+        tokio::time::sleep(down).await;
+        self.spawn();
+        self.wait_ready().await;
+    }
+
+    /// Stops the process (SIGSTOP) for `paused`, then lets it go on.
+    pub async fn pause_for(&self, paused: Duration) {
+        self.signal(libc::SIGSTOP);
+        tokio::time::sleep(paused).await;
+        self.signal(libc::SIGCONT);
+    }
+
     /// Sends a signal to the running node (e.g. SIGSTOP, SIGCONT, SIGTERM).
     pub fn signal(&self, signal: i32) {
         if let Some(pid) = self.pid() {
@@ -326,6 +342,15 @@ impl TestCluster {
             .iter_mut()
             .find(|n| n.id == id)
             .expect("no such node")
+    }
+
+    /// The id of some member other than `leader`.
+    pub fn a_follower(&self, leader: u64) -> u64 {
+        self.nodes
+            .iter()
+            .find(|n| n.id != leader)
+            .expect("a cluster of one has no follower")
+            .id
     }
 
     /// Waits until a node other than those in `excluding` is leader and
