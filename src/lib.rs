@@ -23,4 +23,5 @@ pub mod proto;
 pub mod raft;
 pub mod server;
 pub mod store;
+pub mod transport;
 pub mod wal;

@@ -6,16 +6,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use futures::StreamExt;
 use tokio::net::{TcpListener, UnixListener};
-use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tonic::transport::Server;
 use tower::util::MapResponseLayer;
 
 use crate::health;
 use crate::node::{Bootstrap, Node, NodeConfig, RaftOptions};
 use crate::store::StoreOptions;
-use crate::{admin, api};
+use crate::{admin, api, transport};
 
 /// Everything `berth serve` needs to run a node.
 #[derive(Clone, Debug)]
@@ -88,23 +86,17 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     };
     let builder = || {
         Server::builder()
-            .tcp_nodelay(true)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .layer(MapResponseLayer::new(
                 api::status::align_transport_status::<tonic::body::Body>,
             ))
     };
-    let tcp_incoming = TcpListenerStream::new(tcp).map(|conn| {
-        conn.inspect(|stream| {
-            let _ = stream.set_nodelay(true);
-        })
-    });
     let serve_tcp = builder()
         .add_routes(routes.clone())
-        .serve_with_incoming_shutdown(tcp_incoming, stopped(stop_rx.clone()));
+        .serve_with_incoming_shutdown(transport::tcp_incoming(tcp), stopped(stop_rx.clone()));
     let serve_unix = builder()
         .add_routes(routes)
-        .serve_with_incoming_shutdown(UnixListenerStream::new(unix), stopped(stop_rx));
+        .serve_with_incoming_shutdown(transport::unix_incoming(unix), stopped(stop_rx));
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down");

@@ -100,6 +100,7 @@ use crate::proto::containerd::services::containers::v1 as pb;
 use crate::proto::containerd::services::containers::v1::containers_client::ContainersClient;
 use crate::proto::etcdserverpb as etcd;
 use crate::proto::etcdserverpb::kv_client::KvClient;
+use crate::transport;
 
 /// The global `--namespace` default, which the bench does not write into.
 const DEFAULT_NAMESPACE: &str = "default";
@@ -429,9 +430,7 @@ async fn connect(
     for address in endpoints {
         let mut channels = Vec::with_capacity(per_endpoint);
         for _ in 0..per_endpoint {
-            let channel = endpoint(address)?
-                .timeout(timeout)
-                .connect()
+            let channel = transport::connect_channel(endpoint(address)?.timeout(timeout), address)
                 .await
                 .with_context(|| format!("connecting to {address}"))?;
             channels.push(channel);

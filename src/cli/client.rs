@@ -14,6 +14,7 @@ use crate::api::status::MAX_MESSAGE_BYTES;
 use crate::cli::{ConsistencyArg, GlobalArgs};
 use crate::proto::berth::cluster::v1::cluster_client::ClusterClient;
 use crate::proto::containerd::services::containers::v1::containers_client::ContainersClient;
+use crate::transport;
 
 /// How long to wait for one endpoint to accept a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -31,7 +32,7 @@ impl Client {
     pub async fn connect(global: &GlobalArgs) -> anyhow::Result<Client> {
         let mut failures = Vec::new();
         for address in &global.endpoints {
-            match endpoint(address)?.connect().await {
+            match transport::connect_channel(endpoint(address)?, address).await {
                 Ok(channel) => {
                     return Ok(Client {
                         channel,
@@ -89,8 +90,7 @@ pub fn endpoint(address: &str) -> anyhow::Result<Endpoint> {
     };
     Ok(Endpoint::from_shared(uri.clone())
         .with_context(|| format!("bad endpoint {address:?} ({uri})"))?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .tcp_nodelay(true))
+        .connect_timeout(CONNECT_TIMEOUT))
 }
 
 /// A failed call as one readable line: the server's message and the code.

@@ -25,6 +25,7 @@ use tonic::transport::{Channel, Endpoint};
 use crate::proto::berth::raft::v1::RaftRequest;
 use crate::proto::berth::raft::v1::raft_client::RaftClient;
 use crate::raft::{NodeId, TypeConfig, codec};
+use crate::transport;
 
 /// Largest message on the peer service. An AppendEntries request is cut to
 /// `APPEND_BYTES_BUDGET` (openraft takes a prefix as partial success), so
@@ -96,13 +97,12 @@ impl Peers {
         if let Some(channel) = channels.get(addr) {
             return Ok(channel.clone());
         }
-        let channel = Endpoint::from_shared(format!("http://{addr}"))
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
             .map_err(|e| format!("bad peer address {addr:?}: {e}"))?
             .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_while_idle(true)
-            .connect_lazy();
+            .keep_alive_while_idle(true);
+        let channel = transport::lazy_channel(endpoint);
         channels.insert(addr.to_string(), channel.clone());
         Ok(channel)
     }
