@@ -1,5 +1,6 @@
-//! TCP connections for gRPC, on both ends: HTTP/2 frames written during one
-//! scheduling pass go out in one syscall.
+//! The connections under every gRPC channel, served and dialled (TCP and the
+//! unix socket): HTTP/2 frames written during one scheduling pass go out in
+//! one syscall.
 //!
 //! A unary gRPC response is three HTTP/2 frames (headers, data, trailers),
 //! and hyper often flushes between them: traced on a loaded leader, a
