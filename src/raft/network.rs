@@ -303,3 +303,27 @@ fn entries_within_budget(entries: &[crate::raft::Entry]) -> usize {
     }
     entries.len()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Forwarding retries a write elsewhere only on `NotSent`, so the
+    /// connector's refusal must still read as one.
+    #[tokio::test]
+    async fn a_refused_connection_is_never_sent() {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let addr = format!("127.0.0.1:{port}");
+        let peers = Peers::new(1);
+        let result: Result<(), PeerError> = peers
+            .call(2, &addr, PeerRpc::Vote, &(), Duration::from_secs(2))
+            .await;
+        match result {
+            Err(PeerError::NotSent { .. }) => {}
+            other => panic!("expected NotSent, got {other:?}"),
+        }
+    }
+}
