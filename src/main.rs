@@ -40,10 +40,13 @@ fn main() -> std::process::ExitCode {
         .init();
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
-    if let Command::Serve(args) = &cli.command
-        && args.worker_threads > 0
-    {
-        runtime.worker_threads(args.worker_threads);
+    let threads = match &cli.command {
+        Command::Serve(args) => args.worker_threads,
+        Command::Bench(args) => args.threads,
+        _ => 0,
+    };
+    if threads > 0 {
+        runtime.worker_threads(threads);
     }
     let runtime = match runtime.build() {
         Ok(runtime) => runtime,

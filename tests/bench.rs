@@ -75,6 +75,12 @@ async fn bench_runs_every_workload_against_a_node() {
             });
             assert_clean(&report, "berth", workload);
         }
+        // A single-threaded load generator, as BENCHMARKS.md runs it.
+        let report = tokio::task::block_in_place(|| {
+            bench(&node.addr, &["--workload", "write", "--threads", "1"])
+        });
+        assert_clean(&report, "berth", "write");
+        assert_eq!(report["threads"], 1, "{report}");
     })
     .await;
 }

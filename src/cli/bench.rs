@@ -186,6 +186,12 @@ pub struct BenchArgs {
     /// over them.
     #[arg(long, default_value_t = 1, value_parser = at_least_one)]
     pub connections_per_endpoint: usize,
+    /// Threads that drive the load (0: one per CPU). A load generator that
+    /// shares a small machine with the nodes it measures takes less of
+    /// their CPU with one thread: its tasks then never wake each other
+    /// across threads.
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
     /// The store the endpoints run: `berth` (containers API) or `etcd` (its
     /// KV API, the same load as puts and ranges, for comparison).
     #[arg(long, value_enum, default_value_t = System::Berth)]
@@ -921,6 +927,8 @@ struct Report {
     concurrency: usize,
     endpoints: Vec<String>,
     connections_per_endpoint: usize,
+    /// Threads that drove the load.
+    threads: usize,
     payload_bytes: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     keys: Option<usize>,
@@ -1032,6 +1040,7 @@ impl Report {
             concurrency: args.concurrency,
             endpoints: plan.endpoints.clone(),
             connections_per_endpoint: args.connections_per_endpoint,
+            threads: tokio::runtime::Handle::current().metrics().num_workers(),
             payload_bytes: plan.requests.spec.value.len(),
             keys: args.workload.needs_keys().then_some(args.keys),
             read_ratio: (args.workload == Workload::Mixed).then(|| args.read_ratio.unwrap_or(0.5)),
@@ -1075,7 +1084,10 @@ impl Report {
             self.endpoints.join(", "),
             self.connections_per_endpoint
         );
-        println!("concurrency   {}", self.concurrency);
+        println!(
+            "concurrency   {} (driven by {} thread(s))",
+            self.concurrency, self.threads
+        );
         println!("payload       {} bytes", self.payload_bytes);
         if let Some(keys) = self.keys {
             println!("keys          {keys}");
