@@ -17,20 +17,32 @@ use openraft::storage::RaftStateMachine;
 use openraft::testing::{StoreBuilder, Suite};
 use openraft::{CommittedLeaderId, EntryPayload};
 
-struct Builder;
+/// Builds stores for the suite; `cache_budget` sizes the log store's cache
+/// of recent entries (`None`: the default).
+struct Builder {
+    cache_budget: Option<usize>,
+}
 
 fn open_all(dir: &std::path::Path) -> (LogStore, StateMachine) {
-    let wal = Wal::open(dir.join("wal"), WalOptions::default()).unwrap();
+    open_with_cache(dir, None)
+}
+
+fn open_with_cache(dir: &std::path::Path, cache_budget: Option<usize>) -> (LogStore, StateMachine) {
+    let wal = Arc::new(Wal::open(dir.join("wal"), WalOptions::default()).unwrap());
     let store = Arc::new(Store::open(&dir.join("state"), &StoreOptions::default()).unwrap());
     let snapshots = Arc::new(SnapshotDir::open(&dir.join("snapshots")).unwrap());
     let sm = StateMachine::open(store, snapshots, EventBus::default()).unwrap();
-    (LogStore::new(Arc::new(wal)), sm)
+    let log = match cache_budget {
+        Some(budget) => LogStore::with_cache_budget(wal, budget),
+        None => LogStore::new(wal),
+    };
+    (log, sm)
 }
 
 impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Builder {
     async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
         let dir = tempfile::tempdir().unwrap();
-        let (log, sm) = open_all(dir.path());
+        let (log, sm) = open_with_cache(dir.path(), self.cache_budget);
         Ok((dir, log, sm))
     }
 }
@@ -41,7 +53,14 @@ fn openraft_storage_conformance_suite() {
         .with_env_filter("openraft=info")
         .with_test_writer()
         .try_init();
-    Suite::test_all(Builder).unwrap();
+    // Reads served from the cache of recent entries (every entry the
+    // suite writes fits)...
+    Suite::test_all(Builder { cache_budget: None }).unwrap();
+    // ...and, with a cache that keeps only the newest entry, from the WAL.
+    Suite::test_all(Builder {
+        cache_budget: Some(1),
+    })
+    .unwrap();
 }
 
 fn create_entry(index: u64) -> Entry {
@@ -60,7 +79,8 @@ fn create_entry(index: u64) -> Entry {
             commands: vec![Command::CreateContainer {
                 namespace: "ns".into(),
                 container,
-            }],
+            }]
+            .into(),
         }),
     }
 }

@@ -12,6 +12,7 @@ use crate::node::Node;
 use crate::proto::berth::raft::v1::raft_server::Raft as RaftRpc;
 use crate::proto::berth::raft::v1::{RaftReply, RaftRequest};
 use crate::raft::codec;
+use crate::store::command::Command;
 
 /// The peer service of one node.
 pub struct PeerService {
@@ -72,8 +73,8 @@ impl RaftRpc for PeerService {
         &self,
         request: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
-        let command = self.open(request)?;
-        reply(&self.node.write_as_leader(command).await)
+        let commands: Vec<Command> = self.open(request)?;
+        reply(&self.node.write_as_leader(commands).await)
     }
 
     async fn read_index(

@@ -36,7 +36,7 @@ use crate::raft::log_store::LogStore;
 use crate::raft::network::{NetworkFactory, Peers};
 use crate::raft::snapshot::SnapshotDir;
 use crate::raft::state_machine::StateMachine;
-use crate::raft::{Batch, NodeId, Raft};
+use crate::raft::{NodeId, Raft};
 use crate::store::command::{Applied, Command};
 use crate::store::{Store, StoreOptions};
 use crate::wal::{Wal, WalOptions};
@@ -311,14 +311,13 @@ impl Node {
         }
     }
 
-    /// The leader-side half of a batch a follower forwarded: its commands
-    /// join this node's own batches, but are never forwarded again.
-    pub async fn write_as_leader(&self, batch: Batch) -> Vec<Delivery> {
+    /// The leader-side half of commands a follower forwarded: they join
+    /// this node's own batches, but are never forwarded again.
+    pub async fn write_as_leader(&self, commands: Vec<Command>) -> Vec<Delivery> {
         if self.is_retired() {
-            return batch.commands.iter().map(|_| Delivery::NotLeader).collect();
+            return commands.iter().map(|_| Delivery::NotLeader).collect();
         }
-        let receivers: Vec<_> = batch
-            .commands
+        let receivers: Vec<_> = commands
             .into_iter()
             .map(|c| self.inner.writes.submit(c, false))
             .collect();

@@ -199,13 +199,13 @@ impl WriteRouter {
         let Some(addr) = member_addr(&self.raft, leader) else {
             return pending;
         };
-        let proposal = Batch {
-            commands: pending.iter().map(|&i| batch[i].command.clone()).collect(),
-        };
+        // The leader decodes these as `Vec<Command>`: the same encoding as
+        // the slice.
+        let commands: Vec<&Command> = pending.iter().map(|&i| &batch[i].command).collect();
         let timeout = deadline.saturating_duration_since(Instant::now());
         let reply: Result<Vec<Delivery>, PeerError> = self
             .peers
-            .call(leader, &addr, PeerRpc::ForwardWrite, &proposal, timeout)
+            .call(leader, &addr, PeerRpc::ForwardWrite, &commands, timeout)
             .await;
         match reply {
             Ok(deliveries) if deliveries.len() == pending.len() => {

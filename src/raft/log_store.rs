@@ -18,6 +18,7 @@ use std::sync::Arc;
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, RaftLogId, RaftLogReader};
 
+use crate::raft::recent_entries::{self, RecentEntries};
 use crate::raft::{Entry, LogId, StorageError, TypeConfig, Vote, codec, storage_error};
 use crate::wal::{Wal, WalError};
 
@@ -26,15 +27,27 @@ const VOTE: &str = "vote";
 /// Metadata blob holding the last purged log id (an encoded `LogId`).
 pub const PURGED: &str = "purged";
 
-/// The Raft log of a node.
+/// The Raft log of a node. Clones (openraft's log readers) share the WAL
+/// and the cache of recent entries.
 #[derive(Clone)]
 pub struct LogStore {
     wal: Arc<Wal>,
+    /// The newest entries, decoded: most reads are served from here.
+    recent: RecentEntries,
 }
 
 impl LogStore {
     pub fn new(wal: Arc<Wal>) -> Self {
-        LogStore { wal }
+        Self::with_cache_budget(wal, recent_entries::DEFAULT_BUDGET_BYTES)
+    }
+
+    /// A log store whose cache of recent entries keeps up to `budget`
+    /// encoded bytes.
+    pub fn with_cache_budget(wal: Arc<Wal>, budget: usize) -> Self {
+        LogStore {
+            wal,
+            recent: RecentEntries::new(budget),
+        }
     }
 
     /// Forgets that this node won its last election, before Raft starts, so
@@ -65,6 +78,28 @@ impl LogStore {
         let demoted = Vote::new(vote.leader_id().term, id);
         self.save_meta(VOTE, &demoted, ErrorSubject::Vote)?;
         Ok(Some(vote))
+    }
+
+    /// Encodes and appends `entries` to the WAL; `on_durable` runs on the
+    /// WAL's flusher thread once they are fsynced (or could not be).
+    fn append_entries(
+        &self,
+        entries: impl IntoIterator<Item = Entry>,
+        on_durable: impl FnOnce(std::io::Result<()>) + Send + 'static,
+    ) -> Result<(), StorageError> {
+        let mut appended = Vec::new();
+        let mut records = Vec::new();
+        for entry in entries {
+            let bytes = codec::encode(&entry).map_err(|e| log_error(ErrorVerb::Write, e))?;
+            appended.push((entry.clone(), bytes.len()));
+            records.push((entry.log_id.index, bytes));
+        }
+        self.wal
+            .append(records, on_durable)
+            .map_err(|e: WalError| log_error(ErrorVerb::Write, e))?;
+        // Readable from the WAL from here on, so from the cache too.
+        self.recent.appended(appended);
+        Ok(())
     }
 
     fn read_meta<T: serde::de::DeserializeOwned>(
@@ -114,6 +149,21 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(&e) => Bound::Excluded(e),
             Bound::Unbounded => Bound::Unbounded,
         };
+        let first = match start {
+            Bound::Included(s) => Some(s),
+            Bound::Excluded(s) => s.checked_add(1),
+            Bound::Unbounded => None,
+        };
+        let past_end = match end {
+            Bound::Included(e) => e.checked_add(1),
+            Bound::Excluded(e) => Some(e),
+            Bound::Unbounded => None,
+        };
+        if let Some(first) = first
+            && let Some(entries) = self.recent.get(first, past_end)
+        {
+            return Ok(entries);
+        }
         let records = self
             .wal
             .entries((start, end))
@@ -176,18 +226,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + openraft::OptionalSend,
         I::IntoIter: openraft::OptionalSend,
     {
-        let records = entries
-            .into_iter()
-            .map(|entry| Ok((entry.log_id.index, codec::encode(&entry)?)))
-            .collect::<crate::error::Result<Vec<(u64, Vec<u8>)>>>()
-            .map_err(|e| log_error(ErrorVerb::Write, e))?;
         // The callback only sends on a channel: safe on the flusher thread.
-        self.wal
-            .append(records, move |result| callback.log_io_completed(result))
-            .map_err(|e: WalError| log_error(ErrorVerb::Write, e))
+        self.append_entries(entries, move |result| callback.log_io_completed(result))
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        // Dropped from the cache first: a reader that misses it goes to the
+        // WAL, which serves the truncated entries only until they are gone.
+        self.recent.truncated(log_id.index);
         tokio::task::block_in_place(|| self.wal.truncate(log_id.index))
             .map_err(|e| log_error(ErrorVerb::Delete, e))
     }
@@ -196,7 +242,76 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // The purged id (with its term) is recorded first: the WAL may then
         // drop records up to it at any time.
         self.save_meta(PURGED, &log_id, ErrorSubject::Logs)?;
+        self.recent.purged(log_id.index);
         tokio::task::block_in_place(|| self.wal.purge(log_id.index))
             .map_err(|e| log_error(ErrorVerb::Delete, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    use super::*;
+    use crate::wal::WalOptions;
+
+    fn blank(term: u64, index: u64) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(term, 1), index),
+            payload: EntryPayload::Blank,
+        }
+    }
+
+    fn terms(entries: &[Entry]) -> Vec<(u64, u64)> {
+        entries
+            .iter()
+            .map(|e| (e.log_id.leader_id.term, e.log_id.index))
+            .collect()
+    }
+
+    /// Whatever the cache's size, reads return exactly what the log holds
+    /// after appends, a truncation and a purge: with a cache that holds
+    /// everything, one that holds two entries, and one that holds one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_match_the_log_through_truncation_and_purge() {
+        for budget in [usize::MAX, 2 * 64, 1] {
+            let dir = tempfile::tempdir().unwrap();
+            let wal = Arc::new(Wal::open(dir.path(), WalOptions::default()).unwrap());
+            let mut log = LogStore::with_cache_budget(wal, budget);
+            log.append_entries((1..=6).map(|i| blank(1, i)), |_| {})
+                .unwrap();
+            log.truncate(LogId::new(CommittedLeaderId::new(1, 1), 4))
+                .await
+                .unwrap();
+            assert_eq!(
+                terms(&log.try_get_log_entries(3..).await.unwrap()),
+                [(1, 3)],
+                "budget {budget}: truncated entries are still served"
+            );
+            log.append_entries((4..=5).map(|i| blank(2, i)), |_| {})
+                .unwrap();
+            assert_eq!(
+                terms(&log.try_get_log_entries(3..6).await.unwrap()),
+                [(1, 3), (2, 4), (2, 5)],
+                "budget {budget}: the truncated entries came back"
+            );
+            assert_eq!(
+                terms(&log.try_get_log_entries(5..).await.unwrap()),
+                [(2, 5)],
+                "budget {budget}"
+            );
+            log.purge(LogId::new(CommittedLeaderId::new(2, 1), 4))
+                .await
+                .unwrap();
+            assert_eq!(
+                terms(&log.try_get_log_entries(5..=5).await.unwrap()),
+                [(2, 5)],
+                "budget {budget}"
+            );
+            assert!(
+                log.try_get_log_entries(3..=4).await.unwrap().is_empty(),
+                "budget {budget}: purged entries are still served"
+            );
+        }
     }
 }

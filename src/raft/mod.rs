@@ -13,8 +13,11 @@
 pub mod codec;
 pub mod log_store;
 pub mod network;
+pub mod recent_entries;
 pub mod snapshot;
 pub mod state_machine;
+
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -33,9 +36,14 @@ pub type NodeId = u64;
 /// append, one fsync on every node, one replication round and one store
 /// transaction. Commands of a batch are applied in order, independently:
 /// one's refusal does not affect the others.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// The commands are shared, not owned: an entry is read back from the log
+/// by the state machine and by each follower's replication stream, and
+/// those reads clone it out of the log store's cache of recent entries
+/// (`recent_entries`). The encoding is that of a plain sequence.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Batch {
-    pub commands: Vec<Command>,
+    pub commands: Arc<[Command]>,
 }
 
 /// What a log entry produced when applied.

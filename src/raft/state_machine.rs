@@ -158,7 +158,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut commands: Vec<&Command> = Vec::new();
         for entry in &entries {
             match &entry.payload {
-                EntryPayload::Normal(batch) => commands.extend(&batch.commands),
+                EntryPayload::Normal(batch) => commands.extend(batch.commands.iter()),
                 EntryPayload::Membership(m) => {
                     membership = Some(StoredMembership::new(Some(entry.log_id), m.clone()))
                 }
@@ -201,7 +201,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             match &entry.payload {
                 EntryPayload::Normal(batch) => {
                     let mut batch_outcomes = Vec::with_capacity(batch.commands.len());
-                    for command in &batch.commands {
+                    for command in batch.commands.iter() {
                         let outcome = outcomes.next().ok_or_else(|| {
                             sm_error(ErrorVerb::Write, "the store returned too few outcomes")
                         })?;
