@@ -5,7 +5,8 @@
 //! purge point lacks) are WAL metadata blobs, durable when saved. Appends are
 //! acknowledged to openraft (`LogFlushed`) from the WAL's flusher thread,
 //! only after the fdatasync that covers them; concurrent appends share one
-//! fsync (group commit).
+//! fsync (group commit). The newest entries are also kept decoded
+//! ([`RecentEntries`]), and reads are served from there when they can be.
 
 // openraft's trait methods return its large `StorageError` by value; the
 // helpers here return what the trait methods return.
@@ -274,7 +275,8 @@ mod tests {
     /// everything, one that holds two entries, and one that holds one.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn reads_match_the_log_through_truncation_and_purge() {
-        for budget in [usize::MAX, 2 * 64, 1] {
+        let entry_bytes = codec::encode(&blank(2, 5)).unwrap().len();
+        for budget in [usize::MAX, 2 * entry_bytes, 1] {
             let dir = tempfile::tempdir().unwrap();
             let wal = Arc::new(Wal::open(dir.path(), WalOptions::default()).unwrap());
             let mut log = LogStore::with_cache_budget(wal, budget);
