@@ -33,6 +33,38 @@ struct Run {
     budget: usize,
 }
 
+impl Run {
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
+    }
+
+    fn push_back(&mut self, entry: Entry, size: usize) {
+        self.bytes += size;
+        self.entries.push_back((entry, size));
+    }
+
+    fn pop_front(&mut self) {
+        if let Some((_, size)) = self.entries.pop_front() {
+            self.bytes -= size;
+        }
+    }
+
+    fn pop_back(&mut self) {
+        if let Some((_, size)) = self.entries.pop_back() {
+            self.bytes -= size;
+        }
+    }
+
+    fn first_index(&self) -> Option<u64> {
+        self.entries.front().map(|(e, _)| e.log_id.index)
+    }
+
+    fn last_index(&self) -> Option<u64> {
+        self.entries.back().map(|(e, _)| e.log_id.index)
+    }
+}
+
 impl RecentEntries {
     /// An empty cache that keeps up to `budget` encoded bytes (and always
     /// at least the newest entry).
@@ -56,49 +88,32 @@ impl RecentEntries {
     pub fn appended(&self, appended: impl IntoIterator<Item = (Entry, usize)>) {
         let mut run = self.run();
         for (entry, size) in appended {
-            let follows = run
-                .entries
-                .back()
-                .is_none_or(|(last, _)| last.log_id.index + 1 == entry.log_id.index);
-            if !follows {
-                run.entries.clear();
-                run.bytes = 0;
+            if run
+                .last_index()
+                .is_some_and(|last| last + 1 != entry.log_id.index)
+            {
+                run.clear();
             }
-            run.bytes += size;
-            run.entries.push_back((entry, size));
+            run.push_back(entry, size);
         }
         while run.bytes > run.budget && run.entries.len() > 1 {
-            if let Some((_, size)) = run.entries.pop_front() {
-                run.bytes -= size;
-            }
+            run.pop_front();
         }
     }
 
     /// Forgets entries from `index` on (the log was truncated there).
     pub fn truncated(&self, index: u64) {
         let mut run = self.run();
-        while run
-            .entries
-            .back()
-            .is_some_and(|(e, _)| e.log_id.index >= index)
-        {
-            if let Some((_, size)) = run.entries.pop_back() {
-                run.bytes -= size;
-            }
+        while run.last_index().is_some_and(|last| last >= index) {
+            run.pop_back();
         }
     }
 
     /// Forgets entries up to and including `index` (the log was purged).
     pub fn purged(&self, index: u64) {
         let mut run = self.run();
-        while run
-            .entries
-            .front()
-            .is_some_and(|(e, _)| e.log_id.index <= index)
-        {
-            if let Some((_, size)) = run.entries.pop_front() {
-                run.bytes -= size;
-            }
+        while run.first_index().is_some_and(|first| first <= index) {
+            run.pop_front();
         }
     }
 
@@ -107,8 +122,8 @@ impl RecentEntries {
     /// caller to the WAL.
     pub fn get(&self, start: u64, end: Option<u64>) -> Option<Vec<Entry>> {
         let run = self.run();
-        let first = run.entries.front()?.0.log_id.index;
-        let next = run.entries.back()?.0.log_id.index + 1;
+        let first = run.first_index()?;
+        let next = run.last_index()? + 1;
         let end = end.unwrap_or(next);
         if start < first || end > next {
             return None;
