@@ -524,6 +524,34 @@ fn a_batch_applies_in_order_with_its_metadata_and_survives_reopen() {
     assert_eq!(store.meta(b"applied").unwrap().as_deref(), Some(&b"3"[..]));
 }
 
+/// A store dropped and opened again at once, in the same process, opens:
+/// sled's background threads can hold the dropped database's file lock for
+/// a moment, and `Store::open` waits for them rather than failing. Each
+/// round sees what the last one wrote.
+#[test]
+fn a_store_reopens_at_once_after_it_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state");
+    for round in 0..200u32 {
+        let store = Store::open(&path, &StoreOptions::default())
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        if round > 0 {
+            let previous = format!("c{}", round - 1);
+            assert!(store.container("ns", &previous).unwrap().is_some());
+        }
+        let create = Command::CreateContainer {
+            namespace: "ns".into(),
+            container: container(&format!("c{round}")),
+        };
+        let applied = round.to_string();
+        let outcomes = store
+            .apply(&[&create], &[(b"applied", applied.as_bytes())])
+            .unwrap();
+        assert!(matches!(outcomes[0], Ok(Applied::Container(_))));
+        store.flush_durably().unwrap();
+    }
+}
+
 /// The records of an image, one value per key (a capture may repeat a key,
 /// always with the same value).
 fn image_of(

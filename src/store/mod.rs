@@ -25,6 +25,7 @@ pub mod validate;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::{IVec, Transactional, Tree};
@@ -53,6 +54,35 @@ impl Default for StoreOptions {
     }
 }
 
+/// How long `open` waits for another handle of the same database in this
+/// process to let go of its lock.
+const LOCK_WAIT: Duration = Duration::from_secs(3);
+
+/// Opens the sled database in `dir`. sled locks its file for the lifetime
+/// of a database, and after the last handle is dropped its background
+/// threads can keep the file (and so the lock) open for a moment; reopening
+/// at once in the same process then fails with "could not acquire lock"
+/// (sled 0.34). That error is retried for up to [`LOCK_WAIT`]. Another
+/// berth process cannot be the holder: the server locks the whole data dir
+/// before it opens the store.
+fn open_db(dir: &Path, options: &StoreOptions) -> sled::Result<sled::Db> {
+    let config = sled::Config::new()
+        .path(dir)
+        .cache_capacity(options.cache_bytes);
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            opened => return opened,
+        }
+    }
+}
+
 /// A node's state-machine store: one sled database in its own directory.
 pub struct Store {
     dir: PathBuf,
@@ -71,10 +101,7 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the store in `dir`, checking its format version.
     pub fn open(dir: &Path, options: &StoreOptions) -> Result<Store> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(options.cache_bytes)
-            .open()
+        let db = open_db(dir, options)
             .map_err(|e| Error::Internal(format!("opening the store at {}: {e}", dir.display())))?;
         let store = Store {
             dir: dir.to_path_buf(),
