@@ -63,8 +63,8 @@ const LOCK_WAIT: Duration = Duration::from_secs(3);
 /// threads can keep the file (and so the lock) open for a moment; reopening
 /// at once in the same process then fails with "could not acquire lock"
 /// (sled 0.34). That error is retried for up to [`LOCK_WAIT`]. Another
-/// berth process cannot be the holder: the server locks the whole data dir
-/// before it opens the store.
+/// berth process cannot be the holder: a server locks its whole data dir
+/// before it opens the store, and a restore only writes into an empty one.
 fn open_db(dir: &Path, options: &StoreOptions) -> sled::Result<sled::Db> {
     let config = sled::Config::new()
         .path(dir)
