@@ -140,16 +140,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
-        let start = match range.start_bound() {
-            Bound::Included(&s) => Bound::Included(s),
-            Bound::Excluded(&s) => Bound::Excluded(s),
-            Bound::Unbounded => Bound::Unbounded,
-        };
-        let end = match range.end_bound() {
-            Bound::Included(&e) => Bound::Included(e),
-            Bound::Excluded(&e) => Bound::Excluded(e),
-            Bound::Unbounded => Bound::Unbounded,
-        };
+        let (start, end) = (range.start_bound().cloned(), range.end_bound().cloned());
         let first = match start {
             Bound::Included(s) => Some(s),
             Bound::Excluded(s) => s.checked_add(1),
